@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * virtio-fs device layer: FUSE over virtqueues.
+ *
+ * Owns the vhost-user device (vhost_user.h), one queue thread per started
+ * ring, the per-request record, the execution modes (dispatch.h) and the
+ * libfuse3 session, attached with fuse_session_custom_io(): replies come
+ * back through the custom writev callback on the thread that ran the
+ * request, which finds its chain through a thread-local "current request".
+ *
+ * Request path (DESIGN.md):
+ *   queue thread: vq_pop -> fv_req (t_pop) -> validate -> dispatch
+ *   runner (queue thread inline | pool worker | side pool):
+ *       t_start -> fuse_session_process_buf -> writev cb (t_reply)
+ *       -> used-ring push + notify (t_done) -> fv_req_finish()
+ */
+#ifndef VFS_FUSE_VIRTIO_H
+#define VFS_FUSE_VIRTIO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+
+/* Where a request ran. Stats (a later issue) are keyed by this. */
+enum fv_mode {
+    FV_MODE_INLINE = 0, /* on the queue thread */
+    FV_MODE_POOL = 1,   /* on the queue's thread pool */
+    FV_MODE_SIDE = 2,   /* blocking op on the side pool (SETLKW) */
+    FV_MODE_COUNT
+};
+
+struct fv_queue;
+
+/* One request from pop to push. */
+struct fv_req {
+    struct fv_queue *q;
+    uint16_t head;           /* chain head, returned in the used ring */
+    uint8_t mode;            /* enum fv_mode it ran in */
+    bool replied;            /* writev callback ran */
+    uint32_t opcode;
+    uint64_t unique;
+    uint64_t nodeid;
+    /* CLOCK_MONOTONIC ns: popped, started, reply written, pushed+notified */
+    uint64_t t_pop, t_start, t_reply, t_done;
+    uint32_t in_len;         /* readable bytes of the request */
+    uint32_t out_len;        /* bytes written into the writable buffers */
+    int32_t error;           /* fuse_out_header.error of the reply */
+    void *in_buf;            /* contiguous copy of the readable part */
+    unsigned int wr_num;
+    uint64_t wr_len;
+    struct iovec wr_iov[];   /* the chain's writable buffers */
+};
+
+struct fv_config {
+    unsigned int thread_pool_size;  /* 0: inline; N: per-queue pool of N */
+    unsigned int max_request_queues;/* reported to the frontend (>= 1) */
+};
+
+struct fv_dev;
+
+/*
+ * @ops/@userdata are handed to every libfuse session the device creates
+ * (a fresh one at start, after DESTROY+INIT and after a device reset).
+ */
+struct fv_dev *fv_dev_new(const struct fv_config *cfg,
+                          const struct fuse_lowlevel_ops *ops, size_t ops_size,
+                          void *userdata);
+/*
+ * Serve the vhost-user connection @sock (connected) on the calling thread
+ * until the frontend disconnects. Returns 0 on a clean disconnect, -errno
+ * on a socket error.
+ */
+int fv_dev_serve(struct fv_dev *dev, int sock);
+void fv_dev_free(struct fv_dev *dev);
+
+/* The request being run by the calling thread, or NULL. */
+struct fv_req *fv_current_req(void);
+
+#endif
