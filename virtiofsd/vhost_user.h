@@ -191,6 +191,10 @@ struct vu_dev {
     bool owner_set;
     pthread_rwlock_t lock;     /* see top of file */
     struct vfs_mem_table mem;
+    /* Incremented (under the write lock) on every memory table change, so
+     * a request that ran without the lock (side pool) can tell whether the
+     * pointers it popped are still valid before it writes its reply. */
+    uint64_t mem_generation;
     struct vu_vring vring[VU_MAX_QUEUES];
     const struct vu_dev_iface *iface;
     void *opaque;              /* for the device layer */
