@@ -1,1 +1,226 @@
-/* placeholder: being written */
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Execution modes (see dispatch.h). Hot path: dispatch_batch_mode() and
+ * dispatch_submit(); everything else is setup or control.
+ */
+#include "dispatch.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "log.h"
+
+static const char *const mode_names[FV_MODE_COUNT] = {
+    [FV_MODE_INLINE] = "inline",
+    [FV_MODE_POOL] = "pool",
+    [FV_MODE_SIDE] = "side",
+};
+
+const char *dispatch_mode_name(enum fv_mode mode)
+{
+    if ((unsigned int)mode >= FV_MODE_COUNT)
+        return "unknown";
+    return mode_names[mode];
+}
+
+static void pool_worker(gpointer data, gpointer user_data)
+{
+    struct dispatch_queue *dq = user_data;
+
+    (void)__atomic_load_n(&dq->handoff, __ATOMIC_ACQUIRE);
+    dq->d->run(data, FV_MODE_POOL);
+}
+
+static void side_worker(gpointer data, gpointer user_data)
+{
+    struct dispatch *d = user_data;
+
+    (void)__atomic_load_n(&d->side_handoff, __ATOMIC_ACQUIRE);
+    d->run(data, FV_MODE_SIDE);
+}
+
+static unsigned int pool_threads(unsigned int pool_size)
+{
+    return pool_size ? pool_size : 1;
+}
+
+int dispatch_init(struct dispatch *d, unsigned int nqueues,
+                  unsigned int pool_size, dispatch_run_fn run)
+{
+    GError *err = NULL;
+
+    if (!run || nqueues == 0 || nqueues > VU_MAX_QUEUES ||
+        pool_size > DISPATCH_MAX_POOL_SIZE)
+        return -EINVAL;
+    memset(d, 0, sizeof(*d));
+    d->run = run;
+    d->nqueues = nqueues;
+    for (unsigned int i = 0; i < nqueues; i++) {
+        struct dispatch_queue *dq = &d->q[i];
+
+        dq->d = d;
+        dq->idx = i;
+        dq->mode = pool_size ? FV_MODE_POOL : FV_MODE_INLINE;
+        dq->pool_size = pool_size;
+        pthread_mutex_init(&dq->lock, NULL);
+    }
+    /*
+     * Non-exclusive: threads are borrowed from GLib's shared set and only
+     * exist while lock waits do.
+     */
+    d->side = g_thread_pool_new(side_worker, d, DISPATCH_SIDE_THREADS, FALSE,
+                                &err);
+    if (!d->side) {
+        vfs_err("side pool: %s", err ? err->message : "failed");
+        g_clear_error(&err);
+        for (unsigned int i = 0; i < nqueues; i++)
+            pthread_mutex_destroy(&d->q[i].lock);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void dispatch_destroy(struct dispatch *d)
+{
+    if (!d->run)
+        return;
+    for (unsigned int i = 0; i < d->nqueues; i++) {
+        dispatch_queue_stop(d, i);
+        pthread_mutex_destroy(&d->q[i].lock);
+    }
+    if (d->side)
+        g_thread_pool_free(d->side, FALSE, TRUE);
+    d->side = NULL;
+    d->run = NULL;
+}
+
+int dispatch_queue_start(struct dispatch *d, unsigned int qidx)
+{
+    struct dispatch_queue *dq;
+    GThreadPool *pool;
+    GError *err = NULL;
+
+    if (qidx >= d->nqueues)
+        return -EINVAL;
+    dq = &d->q[qidx];
+    pthread_mutex_lock(&dq->lock);
+    if (dq->pool) {
+        pthread_mutex_unlock(&dq->lock);
+        return 0;
+    }
+    /* Shared-thread semantics like upstream's g_thread_pool_new(.., FALSE). */
+    pool = g_thread_pool_new(pool_worker, dq,
+                             pool_threads(__atomic_load_n(&dq->pool_size,
+                                                          __ATOMIC_RELAXED)),
+                             FALSE, &err);
+    if (!pool) {
+        vfs_err("queue %u: thread pool: %s", qidx,
+                err ? err->message : "failed");
+        g_clear_error(&err);
+        pthread_mutex_unlock(&dq->lock);
+        return -ENOMEM;
+    }
+    dq->pool = pool;
+    pthread_mutex_unlock(&dq->lock);
+    return 0;
+}
+
+void dispatch_queue_stop(struct dispatch *d, unsigned int qidx)
+{
+    struct dispatch_queue *dq;
+    GThreadPool *pool;
+
+    if (qidx >= d->nqueues)
+        return;
+    dq = &d->q[qidx];
+    pthread_mutex_lock(&dq->lock);
+    pool = dq->pool;
+    dq->pool = NULL;
+    pthread_mutex_unlock(&dq->lock);
+    /* Nothing is queued by now; wait for workers still returning. */
+    if (pool)
+        g_thread_pool_free(pool, FALSE, TRUE);
+}
+
+enum fv_mode dispatch_batch_mode(struct dispatch *d, unsigned int qidx)
+{
+    return (enum fv_mode)__atomic_load_n(&d->q[qidx].mode, __ATOMIC_RELAXED);
+}
+
+void dispatch_submit(struct dispatch *d, unsigned int qidx, enum fv_mode mode,
+                     struct fv_req *req)
+{
+    GError *err = NULL;
+
+    switch (mode) {
+    case FV_MODE_POOL:
+        /*
+         * The pool pointer is set before the queue thread starts and
+         * cleared after it is joined, so the queue thread reads it
+         * without the lock.
+         */
+        if (d->q[qidx].pool) {
+            __atomic_fetch_add(&d->q[qidx].handoff, 1, __ATOMIC_RELEASE);
+            /* On failure the task stays queued for an existing thread. */
+            if (!g_thread_pool_push(d->q[qidx].pool, req, &err)) {
+                vfs_warn_ratelimited("queue %u: pool push: %s", qidx,
+                                     err ? err->message : "failed");
+                g_clear_error(&err);
+            }
+            return;
+        }
+        break;
+    case FV_MODE_SIDE:
+        __atomic_fetch_add(&d->side_handoff, 1, __ATOMIC_RELEASE);
+        if (!g_thread_pool_push(d->side, req, &err)) {
+            vfs_warn_ratelimited("side pool push: %s",
+                                 err ? err->message : "failed");
+            g_clear_error(&err);
+        }
+        return;
+    default:
+        break;
+    }
+    d->run(req, FV_MODE_INLINE);
+}
+
+int dispatch_set_mode(struct dispatch *d, unsigned int qidx, enum fv_mode mode,
+                      unsigned int pool_size)
+{
+    struct dispatch_queue *dq;
+
+    if (qidx >= d->nqueues ||
+        (mode != FV_MODE_INLINE && mode != FV_MODE_POOL) ||
+        pool_size > DISPATCH_MAX_POOL_SIZE)
+        return -EINVAL;
+    dq = &d->q[qidx];
+    pthread_mutex_lock(&dq->lock);
+    __atomic_store_n(&dq->pool_size, pool_size, __ATOMIC_RELAXED);
+    if (dq->pool) {
+        GError *err = NULL;
+
+        if (!g_thread_pool_set_max_threads(dq->pool, (gint)pool_threads(pool_size),
+                                           &err)) {
+            vfs_warn("queue %u: resizing pool to %u: %s", qidx,
+                     pool_threads(pool_size), err ? err->message : "failed");
+            g_clear_error(&err);
+        }
+    }
+    /* Resize first so a switch to pool finds the pool at its new size. */
+    __atomic_store_n(&dq->mode, (int)mode, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&dq->lock);
+    return 0;
+}
+
+int dispatch_get_mode(struct dispatch *d, unsigned int qidx,
+                      enum fv_mode *mode, unsigned int *pool_size)
+{
+    if (qidx >= d->nqueues)
+        return -EINVAL;
+    if (mode)
+        *mode = (enum fv_mode)__atomic_load_n(&d->q[qidx].mode,
+                                              __ATOMIC_RELAXED);
+    if (pool_size)
+        *pool_size = __atomic_load_n(&d->q[qidx].pool_size, __ATOMIC_RELAXED);
+    return 0;
+}

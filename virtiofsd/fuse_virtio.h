@@ -49,6 +49,9 @@ struct fv_req {
     uint32_t out_len;        /* bytes written into the writable buffers */
     int32_t error;           /* fuse_out_header.error of the reply */
     void *in_buf;            /* contiguous copy of the readable part */
+    /* device-layer bookkeeping */
+    uint64_t mem_gen;        /* vu_dev.mem_generation when popped */
+    unsigned int vflags;     /* FV_VALIDATE_* the request was checked with */
     unsigned int wr_num;
     uint64_t wr_len;
     struct iovec wr_iov[];   /* the chain's writable buffers */
@@ -71,12 +74,25 @@ struct fv_dev *fv_dev_new(const struct fv_config *cfg,
 /*
  * Serve the vhost-user connection @sock (connected) on the calling thread
  * until the frontend disconnects. Returns 0 on a clean disconnect, -errno
- * on a socket error.
+ * on a socket error. @sock is closed before this returns; the session is
+ * reset (a later connection starts with a fresh one).
  */
 int fv_dev_serve(struct fv_dev *dev, int sock);
 void fv_dev_free(struct fv_dev *dev);
 
 /* The request being run by the calling thread, or NULL. */
 struct fv_req *fv_current_req(void);
+
+/* Per-queue execution modes (dispatch.h), for the control socket. */
+struct dispatch;
+struct dispatch *fv_dev_dispatch(struct fv_dev *dev);
+
+/*
+ * The signal used to interrupt side-pool threads blocked in a lock wait
+ * when their queue stops (handler does nothing, no SA_RESTART, so
+ * F_OFD_SETLKW returns EINTR). Installed by fv_dev_new(); the sandbox's
+ * syscall filter must allow tgkill and rt_sigreturn.
+ */
+int fv_interrupt_signal(void);
 
 #endif

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Execution modes: where a popped request runs (DESIGN.md "Modes").
+ *
+ *   inline  on the queue thread that popped it
+ *   pool    on the queue's GThreadPool (non-exclusive, like upstream)
+ *   side    blocking ops (SETLKW) on one small pool per device, whatever
+ *           the queue's mode, so a lock wait never stalls a ring
+ *
+ * The mode is an atomic per-queue value, read once per popped batch by the
+ * queue thread, so it can be flipped live (control socket, a later issue).
+ * A queue's pool exists from queue start to queue stop whatever the mode,
+ * and is resized in place, so switching to pool never creates it on the
+ * hot path.
+ *
+ * Locking is the runner's business (fuse_virtio.c): dispatch only decides
+ * the thread. Used-ring pushes are serialized per queue by vq_push_notify().
+ */
+#ifndef VFS_DISPATCH_H
+#define VFS_DISPATCH_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <glib.h>
+
+#include "fuse_virtio.h"
+#include "vhost_user.h"
+
+/* Threads of the per-device side pool (blocking ops). */
+#define DISPATCH_SIDE_THREADS 16
+/* Upper bound accepted for a queue's pool size. */
+#define DISPATCH_MAX_POOL_SIZE 1024
+
+/* Runs @req in @mode on the calling thread (inline: the queue thread). */
+typedef void (*dispatch_run_fn)(struct fv_req *req, enum fv_mode mode);
+
+struct dispatch;
+
+struct dispatch_queue {
+    struct dispatch *d;
+    unsigned int idx;
+    int mode;                   /* enum fv_mode, atomic */
+    unsigned int pool_size;     /* atomic; the pool runs max(pool_size, 1) */
+    pthread_mutex_t lock;       /* pool pointer vs set_mode */
+    GThreadPool *pool;          /* between dispatch_queue_start/stop */
+    /*
+     * Release/acquire handoff of a request to a worker. GLib's queues
+     * synchronize with raw futexes that ThreadSanitizer cannot see; this
+     * atomic makes the handoff visible to it (and costs one locked add).
+     */
+    unsigned long handoff;
+};
+
+struct dispatch {
+    dispatch_run_fn run;
+    unsigned int nqueues;
+    GThreadPool *side;
+    unsigned long side_handoff; /* as dispatch_queue.handoff */
+    struct dispatch_queue q[VU_MAX_QUEUES];
+};
+
+/*
+ * Every queue starts in pool mode with @pool_size threads when
+ * @pool_size > 0, inline otherwise (--thread-pool-size). Creates the side
+ * pool. Returns 0 or -errno.
+ */
+int dispatch_init(struct dispatch *d, unsigned int nqueues,
+                  unsigned int pool_size, dispatch_run_fn run);
+/* Every queue must be stopped. */
+void dispatch_destroy(struct dispatch *d);
+
+/* Create the queue's pool (queue start). 0 or -errno. */
+int dispatch_queue_start(struct dispatch *d, unsigned int qidx);
+/* Free the queue's pool; nothing of the queue may be queued or running. */
+void dispatch_queue_stop(struct dispatch *d, unsigned int qidx);
+
+/* The queue's mode for the batch about to be popped (one atomic load). */
+enum fv_mode dispatch_batch_mode(struct dispatch *d, unsigned int qidx);
+
+/*
+ * Run @req in @mode: inline calls d->run on this thread; pool and side
+ * queue it. Only the queue thread of @qidx calls this.
+ */
+void dispatch_submit(struct dispatch *d, unsigned int qidx, enum fv_mode mode,
+                     struct fv_req *req);
+
+/*
+ * Live switch: @mode FV_MODE_INLINE or FV_MODE_POOL; @pool_size (<=
+ * DISPATCH_MAX_POOL_SIZE) resizes the queue's pool now if it is running.
+ * Thread-safe. 0 or -EINVAL.
+ */
+int dispatch_set_mode(struct dispatch *d, unsigned int qidx, enum fv_mode mode,
+                      unsigned int pool_size);
+int dispatch_get_mode(struct dispatch *d, unsigned int qidx,
+                      enum fv_mode *mode, unsigned int *pool_size);
+
+const char *dispatch_mode_name(enum fv_mode mode);
+
+#endif
