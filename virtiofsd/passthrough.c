@@ -1298,9 +1298,9 @@ static void lo_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
         return;
     }
     lock->l_pid = 0;
-    do {
-        ret = fcntl(f->fd, sleep ? F_OFD_SETLKW : F_OFD_SETLK, lock);
-    } while (ret < 0 && errno == EINTR);
+    /* No retry on EINTR: the transport interrupts a blocked wait only when
+     * the queue stops (guest reboot, disconnect), and must not hang there. */
+    ret = fcntl(f->fd, sleep ? F_OFD_SETLKW : F_OFD_SETLK, lock);
     if (ret < 0) {
         err = errno;
     } else if (lock->l_type != F_UNLCK) {
@@ -1331,9 +1331,7 @@ static void lo_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
         fuse_reply_err(req, EBADF);
         return;
     }
-    do {
-        ret = flock(f->fd, op);
-    } while (ret < 0 && errno == EINTR);
+    ret = flock(f->fd, op); /* EINTR: see lo_setlk */
     if (ret < 0)
         err = errno;
     lo_file_put(f);

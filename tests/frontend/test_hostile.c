@@ -17,8 +17,10 @@
 
 static struct harness H;
 
-enum outcome { O_REPLIED, O_DISCONNECTED, O_HUNG };
-static const char *const outcome_names[] = { "replied", "disconnected", "HUNG" };
+enum outcome { O_REPLIED, O_DISCONNECTED, O_QUEUE_BROKEN, O_HUNG };
+static const char *const outcome_names[] = { "replied", "disconnected",
+                                             "queue broken, other queue serving",
+                                             "HUNG" };
 
 /* GETATTR(root) header at g, out area at g+256. */
 static uint64_t getattr_buf(uint64_t unique, uint32_t len)
@@ -40,7 +42,19 @@ static enum outcome still_serving(void)
     if (ret == 0) {
         return O_REPLIED;
     }
-    return vuf_dev_alive(H.dev) ? O_HUNG : O_DISCONNECTED;
+    if (!vuf_dev_alive(H.dev)) {
+        return O_DISCONNECTED;
+    }
+    /* A daemon may mark only the abused queue broken (virtio lets a device
+     * stop using a queue the driver corrupted): then another request queue
+     * must still be served. */
+    if (H.queues >= 2) {
+        fc_chan *other = fc_chan_get(H.c, 2);
+        if (other && fc_getattr(other, FUSE_ROOT_ID, &ao) == 0) {
+            return O_QUEUE_BROKEN;
+        }
+    }
+    return O_HUNG;
 }
 
 static enum outcome wait_raw(const struct vuf_raw_desc *d, unsigned n, char *detail,
