@@ -1615,8 +1615,9 @@ static void lo_reply_xattr_result(fuse_req_t req, ssize_t res, int err,
         fuse_reply_buf(req, buf, (size_t)res);
 }
 
-static void lo_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-                        size_t size)
+/* GETXATTR (name != NULL) and LISTXATTR share everything but the call. */
+static void lo_xattr_query(fuse_req_t req, fuse_ino_t ino, const char *name,
+                           size_t size)
 {
     struct lo_inode *inode;
     char path[16];
@@ -1638,40 +1639,22 @@ static void lo_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
         free(buf);
         return;
     }
-    res = getxattr(path, name, buf, size);
+    res = name ? getxattr(path, name, buf, size) : listxattr(path, buf, size);
     err = errno;
     lo_inode_put(inode);
     lo_reply_xattr_result(req, res, err, buf, size);
     free(buf);
 }
 
+static void lo_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+                        size_t size)
+{
+    lo_xattr_query(req, ino, name, size);
+}
+
 static void lo_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-    struct lo_inode *inode;
-    char path[16];
-    char *buf = NULL;
-    ssize_t res;
-    int err;
-
-    if (size > LO_XATTR_MAX)
-        size = LO_XATTR_MAX;
-    if (size) {
-        buf = malloc(size);
-        if (!buf) {
-            fuse_reply_err(req, ENOMEM);
-            return;
-        }
-    }
-    inode = lo_xattr_inode(req, ino, path);
-    if (!inode) {
-        free(buf);
-        return;
-    }
-    res = listxattr(path, buf, size);
-    err = errno;
-    lo_inode_put(inode);
-    lo_reply_xattr_result(req, res, err, buf, size);
-    free(buf);
+    lo_xattr_query(req, ino, NULL, size);
 }
 
 static void lo_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
