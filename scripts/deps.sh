@@ -23,7 +23,7 @@ test|bench) pkgs+=("${guest_pkgs[@]}")
 *) echo "usage: $0 [build|test|bench]" >&2; exit 1 ;;
 esac
 # Extra packages named by sub-projects (one per line).
-for f in "$here"/tests/guest/PACKAGES "$here"/bench/PACKAGES; do
+for f in "$here"/tests/guest/PACKAGES "$here"/bench/PACKAGES "$here"/tracepoints/PACKAGES; do
     [ -f "$f" ] || continue
     while read -r p; do
         p=${p%%#*}; p=${p//[[:space:]]/}
