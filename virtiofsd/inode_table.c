@@ -91,6 +91,14 @@ struct lo_table *lo_table_new(void)
 
 static void inode_free(struct lo_inode *inode)
 {
+    while (inode->plocks) {
+        struct lo_plock *pl = inode->plocks;
+
+        inode->plocks = pl->next;
+        close(pl->fd);
+        free(pl);
+    }
+    pthread_mutex_destroy(&inode->plock_lock);
     if (inode->fd >= 0)
         close(inode->fd);
     free(inode);
@@ -117,6 +125,7 @@ void lo_table_set_root(struct lo_table *t, int fd, const struct stat *st)
 
     if (!root)
         abort();
+    pthread_mutex_init(&root->plock_lock, NULL);
     root->fd = fd;
     root->nodeid = FUSE_ROOT_ID;
     root->key.dev = st->st_dev;
@@ -201,6 +210,7 @@ struct lo_inode *lo_inode_lookup_ref(struct lo_table *t, int fd,
         close(fd);
         return NULL;
     }
+    pthread_mutex_init(&inode->plock_lock, NULL);
     inode->fd = fd;
     inode->key = key;
     inode->type = st->st_mode & S_IFMT;

@@ -29,6 +29,18 @@ struct lo_inode_key {
     ino_t ino;
 };
 
+/*
+ * A guest lock owner's host file description for POSIX locks on an inode.
+ * POSIX locks belong to (process, inode); each owner gets its own open
+ * file description so OFD locks conflict between owners exactly as
+ * process-owned locks do, and never between one owner's own handles.
+ */
+struct lo_plock {
+    uint64_t owner;
+    int fd;
+    struct lo_plock *next;
+};
+
 struct lo_inode {
     int fd;                   /* O_PATH|O_NOFOLLOW, owned */
     uint64_t nodeid;
@@ -36,6 +48,8 @@ struct lo_inode {
     mode_t type;              /* S_IFMT bits: an inode never changes type */
     uint64_t nlookup;         /* guest's references; under the shard lock */
     int refcount;             /* atomic: 1 for the table + in-flight users */
+    pthread_mutex_t plock_lock;
+    struct lo_plock *plocks;  /* under plock_lock; closed with the inode */
 };
 
 struct lo_file {
@@ -50,10 +64,6 @@ struct lo_file {
     DIR *dp;
     off_t dir_offset;
     struct dirent *dir_entry; /* read but not yet returned to the guest */
-
-    /* POSIX (OFD) locks taken through this handle, see lo_flush(). */
-    bool posix_locked;
-    uint64_t lock_owner;
 };
 
 struct lo_table;

@@ -839,6 +839,7 @@ static void lo_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
     struct lo_data *lo = lo_data(req);
     struct lo_inode *inode;
+    struct lo_cred old;
     int err;
 
     inode = lo_inode(lo, ino);
@@ -846,8 +847,14 @@ static void lo_access(fuse_req_t req, fuse_ino_t ino, int mask)
         fuse_reply_err(req, EBADF);
         return;
     }
-    err = faccessat(inode->fd, "", mask & (R_OK | W_OK | X_OK),
-                    AT_EMPTY_PATH) < 0 ? errno : 0;
+    /* As the guest user: the daemon itself (root) would pass every check.
+     * Only the effective ids switch, hence AT_EACCESS. */
+    err = -lo_cred_switch(req, lo, &old, false);
+    if (!err) {
+        err = faccessat(inode->fd, "", mask & (R_OK | W_OK | X_OK),
+                        AT_EMPTY_PATH | AT_EACCESS) < 0 ? errno : 0;
+        lo_cred_restore(&old);
+    }
     lo_inode_put(inode);
     fuse_reply_err(req, err);
 }
@@ -1100,6 +1107,8 @@ static void lo_write_buf(fuse_req_t req, fuse_ino_t ino,
         fuse_reply_write(req, (size_t)res);
 }
 
+static void lo_plock_drop(struct lo_data *lo, uint64_t nodeid, uint64_t owner);
+
 static void lo_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct lo_data *lo = lo_data(req);
@@ -1111,17 +1120,9 @@ static void lo_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, EBADF);
         return;
     }
-    /*
-     * A close() in the guest drops the closing process's POSIX locks.
-     * Ours are OFD locks of this handle: drop them when the owner that
-     * took them closes, not when e.g. a forked child closes its copy.
-     */
-    if (__atomic_load_n(&f->posix_locked, __ATOMIC_ACQUIRE) &&
-        __atomic_load_n(&f->lock_owner, __ATOMIC_RELAXED) == fi->lock_owner) {
-        struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET };
-
-        fcntl(f->fd, F_OFD_SETLK, &fl);
-    }
+    /* A close() in the guest drops the closing process's POSIX locks. */
+    if (lo->cfg.posix_lock)
+        lo_plock_drop(lo, f->nodeid, fi->lock_owner);
     /* Closing a duplicate makes the host filesystem flush (NFS, FUSE). */
     fd = dup(f->fd);
     if (fd < 0 || close(fd) < 0)
@@ -1248,67 +1249,132 @@ static void lo_copy_file_range(fuse_req_t req, fuse_ino_t ino_in,
 /* ------------------------------------------------------------------ */
 /* Locks                                                               */
 
-static void lo_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
-                     struct flock *lock)
+/*
+ * The host file description that carries @owner's POSIX locks on @inode
+ * (created on first use), returned as a dup so a concurrent FLUSH can drop
+ * the owner's entry while a SETLKW still waits on it: the description and
+ * its locks then live until the caller closes the dup. -errno on failure.
+ */
+static int lo_plock_fd(struct lo_data *lo, struct lo_inode *inode,
+                       uint64_t owner)
 {
-    struct lo_data *lo = lo_data(req);
-    struct lo_file *f;
-    int err;
+    struct lo_plock *pl;
+    int fd;
 
-    if (!lo->cfg.posix_lock) {
-        fuse_reply_err(req, ENOSYS);
-        return;
+    pthread_mutex_lock(&inode->plock_lock);
+    for (pl = inode->plocks; pl; pl = pl->next)
+        if (pl->owner == owner)
+            break;
+    if (!pl) {
+        /* Read and write locks need the matching access mode. */
+        fd = lo_reopen(lo, inode->fd, O_RDWR);
+        if (fd < 0)
+            fd = lo_reopen(lo, inode->fd, O_RDONLY);
+        if (fd < 0)
+            fd = lo_reopen(lo, inode->fd, O_WRONLY);
+        pl = fd < 0 ? NULL : malloc(sizeof(*pl));
+        if (!pl) {
+            pthread_mutex_unlock(&inode->plock_lock);
+            if (fd >= 0)
+                close(fd);
+            return fd < 0 ? fd : -ENOMEM;
+        }
+        pl->owner = owner;
+        pl->fd = fd;
+        pl->next = inode->plocks;
+        inode->plocks = pl;
     }
-    f = lo_file(lo, ino, fi, false);
-    if (!f) {
-        fuse_reply_err(req, EBADF);
+    fd = fcntl(pl->fd, F_DUPFD_CLOEXEC, 0);
+    pthread_mutex_unlock(&inode->plock_lock);
+    return fd < 0 ? -errno : fd;
+}
+
+/* FLUSH: the owner closed a file of the inode; POSIX drops its locks. */
+static void lo_plock_drop(struct lo_data *lo, uint64_t nodeid, uint64_t owner)
+{
+    struct lo_inode *inode = lo_inode(lo, nodeid);
+    struct lo_plock **pp, *pl = NULL;
+
+    if (!inode)
         return;
+    pthread_mutex_lock(&inode->plock_lock);
+    for (pp = &inode->plocks; *pp; pp = &(*pp)->next) {
+        if ((*pp)->owner == owner) {
+            pl = *pp;
+            *pp = pl->next;
+            break;
+        }
     }
-    lock->l_pid = 0; /* OFD locks require it */
-    err = fcntl(f->fd, F_OFD_GETLK, lock) < 0 ? errno : 0;
-    lo_file_put(f);
-    /* A host lock holder's pid means nothing to the guest: hide it. */
-    lock->l_pid = 0;
-    if (err)
-        fuse_reply_err(req, err);
-    else
-        fuse_reply_lock(req, lock);
+    pthread_mutex_unlock(&inode->plock_lock);
+    if (pl) {
+        close(pl->fd);
+        free(pl);
+    }
+    lo_inode_put(inode);
 }
 
 /*
- * SETLK / SETLKW as an OFD lock on the handle's own host file description,
- * so a lock belongs to the guest's open file. A SETLKW may block here for
- * as long as another holder keeps the lock: the transport runs it on a
- * side thread for that reason.
+ * GETLK / SETLK / SETLKW: OFD locks on the lock owner's own description
+ * of the inode (lo_plock_fd), so they behave like the guest process's
+ * POSIX locks. A SETLKW may block for as long as another holder keeps
+ * the lock: the transport runs it on a side thread for that reason.
  */
-static void lo_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
-                     struct flock *lock, int sleep)
+static void lo_lock_common(fuse_req_t req, fuse_ino_t ino,
+                           struct fuse_file_info *fi, struct flock *lock,
+                           int cmd)
 {
     struct lo_data *lo = lo_data(req);
     struct lo_file *f;
-    int ret, err = 0;
+    struct lo_inode *inode;
+    int fd, err = 0;
 
     if (!lo->cfg.posix_lock) {
         fuse_reply_err(req, ENOSYS);
         return;
     }
+    /* The handle must be one of ours, opened through this inode. */
     f = lo_file(lo, ino, fi, false);
     if (!f) {
         fuse_reply_err(req, EBADF);
         return;
     }
-    lock->l_pid = 0;
+    lo_file_put(f);
+    inode = lo_inode(lo, ino);
+    if (!inode) {
+        fuse_reply_err(req, EBADF);
+        return;
+    }
+    fd = lo_plock_fd(lo, inode, fi->lock_owner);
+    lo_inode_put(inode);
+    if (fd < 0) {
+        fuse_reply_err(req, -fd);
+        return;
+    }
+    lock->l_pid = 0; /* OFD locks require it */
     /* No retry on EINTR: the transport interrupts a blocked wait only when
      * the queue stops (guest reboot, disconnect), and must not hang there. */
-    ret = fcntl(f->fd, sleep ? F_OFD_SETLKW : F_OFD_SETLK, lock);
-    if (ret < 0) {
+    if (fcntl(fd, cmd, lock) < 0)
         err = errno;
-    } else if (lock->l_type != F_UNLCK) {
-        __atomic_store_n(&f->lock_owner, fi->lock_owner, __ATOMIC_RELAXED);
-        __atomic_store_n(&f->posix_locked, true, __ATOMIC_RELEASE);
+    close(fd);
+    if (cmd != F_OFD_GETLK || err) {
+        fuse_reply_err(req, err);
+        return;
     }
-    lo_file_put(f);
-    fuse_reply_err(req, err);
+    /* A host lock holder's pid means nothing to the guest: hide it. */
+    lock->l_pid = 0;
+    fuse_reply_lock(req, lock);
+}
+
+static void lo_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+                     struct flock *lock)
+{
+    lo_lock_common(req, ino, fi, lock, F_OFD_GETLK);
+}
+
+static void lo_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+                     struct flock *lock, int sleep)
+{
+    lo_lock_common(req, ino, fi, lock, sleep ? F_OFD_SETLKW : F_OFD_SETLK);
 }
 
 static void lo_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,

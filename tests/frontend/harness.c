@@ -92,7 +92,7 @@ static int start(struct harness *h, int argc, char **argv, const struct vuf_opts
     snprintf(sockarg, sizeof(sockarg), "--socket-path=%s", h->sock);
     snprintf(srcarg, sizeof(srcarg), "source=%s", h->share);
     snprintf(poolarg, sizeof(poolarg), "--thread-pool-size=%u", h->pool);
-    const char *args[12];
+    const char *args[12 + HARNESS_MAX_EXTRA_ARGS];
     unsigned n = 0;
     args[n++] = h->daemon;
     if (!h->use_fd) {
@@ -103,6 +103,23 @@ static int start(struct harness *h, int argc, char **argv, const struct vuf_opts
     args[n++] = "-o";
     args[n++] = "cache=auto";
     args[n++] = poolarg;
+    /* $VUF_EXTRA_ARGS: more daemon words, split on blanks (e.g. the
+     * conformance test's "-o xattr -o posix_lock -o flock"). */
+    v = getenv("VUF_EXTRA_ARGS");
+    if (v && *v) {
+        snprintf(h->extra_args, sizeof(h->extra_args), "%s", v);
+        char *save = NULL;
+        unsigned extra = 0;
+        for (char *w = strtok_r(h->extra_args, " \t", &save); w;
+             w = strtok_r(NULL, " \t", &save)) {
+            if (extra++ == HARNESS_MAX_EXTRA_ARGS) {
+                fprintf(stderr, "VUF_EXTRA_ARGS: more than %d words\n",
+                        HARNESS_MAX_EXTRA_ARGS);
+                return T_FAIL;
+            }
+            args[n++] = w;
+        }
+    }
     args[n] = NULL;
     /* Upstream's seccomp filter kills a new pool thread's first malloc
      * (sched_getaffinity from arena creation) unless arenas are capped. */

@@ -7,7 +7,8 @@
  * /usr/lib/qemu/virtiofsd.  --pool N / $VUF_POOL: --thread-pool-size
  * (default 0).  --queues N / $VUF_QUEUES: request queues (upstream: 1).
  * --fd / $VUF_FD=1: hand the daemon a connected socketpair end with --fd=N
- * (our daemon) instead of a socket path.
+ * (our daemon) instead of a socket path.  $VUF_EXTRA_ARGS: more daemon
+ * arguments, blank-separated (e.g. "-o xattr -o posix_lock").
  */
 #ifndef FRONTEND_HARNESS_H
 #define FRONTEND_HARNESS_H
@@ -39,7 +40,9 @@ struct harness {
     fc_chan *req;       /* request queue 1 */
     struct fuse_init_out init;
     bool allow_exit_failure;  /* hostile tests: the daemon may bail out */
+    char extra_args[512];     /* $VUF_EXTRA_ARGS, split in place into argv words */
 };
+#define HARNESS_MAX_EXTRA_ARGS 16
 
 /* Parses args/env, creates the share, starts everything.  Returns T_PASS,
  * T_SKIP (no daemon binary) or T_FAIL. */
