@@ -403,9 +403,9 @@ int fc_wait(fc_req *r, int timeout_ms)
     uint64_t deadline = vuf_now_ns() + (uint64_t)timeout_ms * 1000000ull;
     r->sync = true;
     fc_chan_reap(ch);
-    if (!r->done) {
+    if (r->done) {
         /* It may already sit on the done list if it completed before the
-         * waiter claimed it. */
+         * waiter claimed it: take it off, or fc_free() frees it twice. */
         fc_req **pp = &ch->done_head, *prev = NULL;
         while (*pp) {
             if (*pp == r) {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "trace_events.h"
 
 static const char *const mode_names[FV_MODE_COUNT] = {
     [FV_MODE_INLINE] = "inline",
@@ -39,7 +40,7 @@ static void side_worker(gpointer data, gpointer user_data)
     d->run(data, FV_MODE_SIDE);
 }
 
-static unsigned int pool_threads(unsigned int pool_size)
+unsigned int dispatch_pool_threads(unsigned int pool_size)
 {
     return pool_size ? pool_size : 1;
 }
@@ -110,8 +111,8 @@ int dispatch_queue_start(struct dispatch *d, unsigned int qidx)
     }
     /* Shared-thread semantics like upstream's g_thread_pool_new(.., FALSE). */
     pool = g_thread_pool_new(pool_worker, dq,
-                             pool_threads(__atomic_load_n(&dq->pool_size,
-                                                          __ATOMIC_RELAXED)),
+                             dispatch_pool_threads(__atomic_load_n(
+                                 &dq->pool_size, __ATOMIC_RELAXED)),
                              FALSE, &err);
     if (!pool) {
         vfs_err("queue %u: thread pool: %s", qidx,
@@ -199,14 +200,27 @@ int dispatch_set_mode(struct dispatch *d, unsigned int qidx, enum fv_mode mode,
     if (dq->pool) {
         GError *err = NULL;
 
-        if (!g_thread_pool_set_max_threads(dq->pool, (gint)pool_threads(pool_size),
+        if (!g_thread_pool_set_max_threads(dq->pool,
+                                           (gint)dispatch_pool_threads(pool_size),
                                            &err)) {
             vfs_warn("queue %u: resizing pool to %u: %s", qidx,
-                     pool_threads(pool_size), err ? err->message : "failed");
+                     dispatch_pool_threads(pool_size),
+                     err ? err->message : "failed");
             g_clear_error(&err);
         }
     }
-    /* Resize first so a switch to pool finds the pool at its new size. */
+    /*
+     * Resize first so a switch to pool finds the pool at its new size.
+     * Relaxed is enough for the mode: the queue thread only decides where
+     * its next batch runs from it, every request carries its own chain and
+     * reply state, and pushes are serialized by the ring's push lock
+     * whichever thread does them, so a batch that still saw the old mode
+     * is as correct as one that saw the new.
+     */
+    /* dq->lock orders setters, so the old mode read here is exact */
+    trace_mode_switch(qidx, (uint32_t)__atomic_load_n(&dq->mode,
+                                                      __ATOMIC_RELAXED),
+                      (uint32_t)mode, pool_size);
     __atomic_store_n(&dq->mode, (int)mode, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&dq->lock);
     return 0;

@@ -94,6 +94,8 @@ int dispatch_set_mode(struct dispatch *d, unsigned int qidx, enum fv_mode mode,
                       unsigned int pool_size);
 int dispatch_get_mode(struct dispatch *d, unsigned int qidx,
                       enum fv_mode *mode, unsigned int *pool_size);
+/* Threads the queue's pool may run now: max(pool_size, 1). */
+unsigned int dispatch_pool_threads(unsigned int pool_size);
 
 const char *dispatch_mode_name(enum fv_mode mode);
 

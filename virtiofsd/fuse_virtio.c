@@ -24,6 +24,7 @@
 #include "fuse_virtio.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -38,8 +39,28 @@
 #include "dispatch.h"
 #include "fuse_validate.h"
 #include "log.h"
+#include "stats.h"
+#include "trace_events.h"
 #include "vhost_user.h"
 #include "virtqueue.h"
+
+/*
+ * The guest reuses its buffers: a reply one thread wrote into a buffer can
+ * come back as a request another thread reads (or a reply buffer another
+ * thread writes). That order is real -- used ring, then the guest, then
+ * the avail ring -- but runs through another process, where
+ * ThreadSanitizer cannot follow it. Tell it: every push releases, every
+ * pop acquires, on one object per device (a guest may move a buffer from
+ * one queue to another). Nothing in other builds.
+ */
+#ifdef __SANITIZE_THREAD__
+#include <sanitizer/tsan_interface.h>
+#define fv_tsan_guest_release(dev) __tsan_release(&(dev)->vu.mem)
+#define fv_tsan_guest_acquire(dev) __tsan_acquire(&(dev)->vu.mem)
+#else
+#define fv_tsan_guest_release(dev) ((void)(dev))
+#define fv_tsan_guest_acquire(dev) ((void)(dev))
+#endif
 
 /* How often a stopping queue re-interrupts side-pool lock waits. */
 #define FV_INTERRUPT_PERIOD_NS (10 * 1000 * 1000)
@@ -71,6 +92,7 @@ struct fv_queue {
     pthread_mutex_t lock;
     pthread_cond_t drained;     /* inflight reached 0 */
     unsigned int inflight;      /* popped and not yet finished */
+    unsigned int inflight_max;  /* since the last stats reset */
 };
 
 /* A side-pool thread running a request (so a stop can interrupt it). */
@@ -89,6 +111,7 @@ struct fv_dev {
     void *userdata;
     struct dispatch dispatch;
     struct fv_queue queues[VU_MAX_QUEUES];
+    struct stats *stats;            /* always allocated; fed if cfg.stats */
 
     /* Replaced under vu.lock for writing; read under the read lock. */
     struct fv_session *session;
@@ -115,6 +138,12 @@ static uint64_t now_ns(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Request timestamps cost nothing with --stats=off (STATS.md). */
+static inline uint64_t req_now(const struct fv_dev *dev)
+{
+    return dev->cfg.stats ? now_ns() : 0;
 }
 
 static struct timespec deadline_after(long ns)
@@ -148,6 +177,16 @@ struct fv_req *fv_current_req(void)
 struct dispatch *fv_dev_dispatch(struct fv_dev *dev)
 {
     return &dev->dispatch;
+}
+
+unsigned int fv_dev_num_queues(struct fv_dev *dev)
+{
+    return dev->nqueues;
+}
+
+bool fv_dev_queue_started(struct fv_dev *dev, unsigned int qidx)
+{
+    return qidx < dev->nqueues && dev->queues[qidx].running;
 }
 
 int fv_interrupt_signal(void)
@@ -323,9 +362,14 @@ static void fv_req_push(struct fv_req *req, const struct iovec *iov,
         len = (uint32_t)iov_to_iov(req->wr_iov, req->wr_num, iov, count);
     }
     req->out_len = len;
-    req->t_reply = now_ns();
-    vq_push_notify(req_vq(req), req->head, len);
-    req->t_done = now_ns();
+    req->t_reply = req_now(dev);
+    trace_req_reply(req->q->idx, req->unique, req->error, len);
+    fv_tsan_guest_release(dev);
+    if (vq_push_notify(req_vq(req), req->head, len))
+        trace_notify_sent(req->q->idx, req->unique);
+    else
+        trace_notify_suppressed(req->q->idx, req->unique);
+    req->t_done = req_now(dev);
     if (lock)
         pthread_rwlock_unlock(&dev->vu.lock);
 }
@@ -409,6 +453,11 @@ static void fv_req_finish(struct fv_req *req)
 {
     struct fv_queue *q = req->q;
 
+    trace_req_done(q->idx, req->unique, req->opcode,
+                   req->t_start - req->t_pop, req->t_reply - req->t_start,
+                   req->t_done - req->t_pop);
+    if (q->dev->cfg.stats)
+        stats_record_req(q->dev->stats, q->idx, req);
     free(req);
     pthread_mutex_lock(&q->lock);
     if (--q->inflight == 0)
@@ -514,8 +563,11 @@ static int fv_session_admit(struct fv_req *req, const struct fv_session *s)
 
     /* Before INIT libfuse would answer EIO itself; after DESTROY the
      * filesystem has torn down its state. */
-    if (!s || !s->got_init || s->got_destroy)
+    if (!s || !s->got_init || s->got_destroy) {
+        trace_req_rejected(req->q->idx, req->unique, req->opcode,
+                           TRACE_REQ_NO_SESSION, -EIO);
         return -EIO;
+    }
     if (s->vflags != req->vflags) {
         /* validated before the session's INIT changed the layouts */
         r = fv_validate_request_ex(req->in_buf, req->in_len, req->wr_len,
@@ -524,6 +576,8 @@ static int fv_session_admit(struct fv_req *req, const struct fv_session *s)
             vfs_warn_ratelimited("queue %u: rejecting %s (unique %llu): %s",
                                  req->q->idx, fuse_opcode_name(req->opcode),
                                  (unsigned long long)req->unique, why);
+            trace_req_rejected(req->q->idx, req->unique, req->opcode,
+                               TRACE_REQ_REVALIDATE, r);
             return r;
         }
         req->vflags = s->vflags;
@@ -645,7 +699,9 @@ static void fv_run_exclusive(struct fv_req *req)
     req->mode = FV_MODE_INLINE;
     pthread_rwlock_unlock(&dev->vu.lock);
     fv_exclusive_begin(dev);
-    req->t_start = now_ns();
+    req->t_start = req_now(dev);
+    trace_req_start(req->q->idx, req->unique, FV_MODE_INLINE,
+                    trace_thread_id());
     s = dev->session;
     if (thread_state < 0) {
         err = -EIO;
@@ -693,7 +749,7 @@ static void fv_run_locked(struct fv_req *req)
     struct fv_session *s = req->q->dev->session;
     int err;
 
-    req->t_start = now_ns();
+    req->t_start = req_now(req->q->dev);
     err = thread_state > 0 ? fv_session_admit(req, s) : -EIO;
     if (err) {
         fv_req_reply_error(req, err);
@@ -711,7 +767,7 @@ static void fv_run_side(struct fv_req *req)
     int err;
 
     slot = fv_side_enter(dev, req->q);
-    req->t_start = now_ns();
+    req->t_start = req_now(dev);
     pthread_rwlock_rdlock(&dev->vu.lock);
     err = thread_state > 0 ? fv_session_admit(req, dev->session) : -EIO;
     if (!err) {
@@ -737,14 +793,19 @@ static void fv_run(struct fv_req *req, enum fv_mode mode)
 
     req->mode = (uint8_t)mode;
     fv_thread_init();
+    trace_req_start(req->q->idx, req->unique, mode, trace_thread_id());
     switch (mode) {
     case FV_MODE_SIDE:
         fv_run_side(req);
         break;
     case FV_MODE_POOL:
+        if (dev->cfg.stats)
+            stats_pool_busy(dev->stats, req->q->idx, 1);
         pthread_rwlock_rdlock(&dev->vu.lock);
         fv_run_locked(req);
         pthread_rwlock_unlock(&dev->vu.lock);
+        if (dev->cfg.stats)
+            stats_pool_busy(dev->stats, req->q->idx, -1);
         break;
     default:
         fv_run_locked(req);
@@ -760,7 +821,7 @@ static void fv_handle_elem(struct fv_queue *q, enum fv_mode mode)
 {
     struct fv_dev *dev = q->dev;
     const struct vq_elem *elem = q->elem;
-    uint64_t t_pop = now_ns();
+    uint64_t t_pop = req_now(dev);
     bool too_big = elem->rd_len > FV_MAX_IN_SIZE;
     size_t copy_len = elem->rd_len;
     const char *why = NULL;
@@ -774,6 +835,7 @@ static void fv_handle_elem(struct fv_queue *q, enum fv_mode mode)
     if (!req) {
         vfs_warn_ratelimited("queue %u: out of memory; request dropped",
                              q->idx);
+        trace_req_rejected(q->idx, 0, 0, TRACE_REQ_NO_MEMORY, -ENOMEM);
         vq_push_notify(&dev->vu.vring[q->idx].vq, elem->head, 0);
         return;
     }
@@ -788,6 +850,7 @@ static void fv_handle_elem(struct fv_queue *q, enum fv_mode mode)
     memcpy(req->wr_iov, &elem->iov[elem->rd_num],
            elem->wr_num * sizeof(struct iovec));
     /* A private copy: the guest can rewrite its buffers at any time. */
+    fv_tsan_guest_acquire(dev);
     req->in_buf = req->wr_iov + elem->wr_num;
     req->in_len = (uint32_t)iov_to_buf(elem->iov, elem->rd_num, req->in_buf,
                                        copy_len);
@@ -799,8 +862,11 @@ static void fv_handle_elem(struct fv_queue *q, enum fv_mode mode)
         req->unique = in.unique;
         req->nodeid = in.nodeid;
     }
+    trace_req_popped(q->idx, req->head, req->unique, req->opcode, req->nodeid);
+    trace_req_sizes(q->idx, req->unique, elem->rd_len, elem->wr_len);
     pthread_mutex_lock(&q->lock);
-    q->inflight++;
+    if (++q->inflight > q->inflight_max)
+        q->inflight_max = q->inflight;
     pthread_mutex_unlock(&q->lock);
 
     if (too_big) {
@@ -816,8 +882,11 @@ static void fv_handle_elem(struct fv_queue *q, enum fv_mode mode)
                              fuse_opcode_name(req->opcode),
                              (unsigned long long)req->unique,
                              (unsigned long long)elem->rd_len, why);
+        trace_req_rejected(q->idx, req->unique, req->opcode,
+                           too_big ? TRACE_REQ_TOO_BIG : TRACE_REQ_INVALID,
+                           err);
         req->mode = FV_MODE_INLINE;
-        req->t_start = now_ns();
+        req->t_start = req_now(dev);
         fv_req_reply_error(req, err);
         fv_req_finish(req);
         return;
@@ -838,26 +907,32 @@ static void fv_handle_elem(struct fv_queue *q, enum fv_mode mode)
     dispatch_submit(&dev->dispatch, q->idx, mode, req);
 }
 
-/* Pop and dispatch until the ring is empty; read lock held. */
+/*
+ * Pop and dispatch until the ring is empty; read lock held. Returns the
+ * number of chains popped (saturated; for stats), -EIO if the ring broke.
+ */
 static int fv_queue_process(struct fv_queue *q)
 {
     struct fv_dev *dev = q->dev;
     struct vq *vq = &dev->vu.vring[q->idx].vq;
-    int r;
+    int r, popped = 0;
 
     for (;;) {
         /* the mode is read once per batch so a live switch is clean */
         enum fv_mode mode = dispatch_batch_mode(&dev->dispatch, q->idx);
 
         vq_disable_notify(vq);
-        while ((r = vq_pop(vq, &dev->vu.mem, q->elem)) > 0)
+        while ((r = vq_pop(vq, &dev->vu.mem, q->elem)) > 0) {
             fv_handle_elem(q, mode);
+            if (popped < INT_MAX)
+                popped++;
+        }
         if (r < 0)
             return r;
         vq_enable_notify(vq);
         /* a buffer added before notifications were back would be lost */
         if (!vq_has_work(vq))
-            return 0;
+            return popped;
     }
 }
 
@@ -866,6 +941,7 @@ static void *fv_queue_thread(void *opaque)
     struct fv_queue *q = opaque;
     struct fv_dev *dev = q->dev;
     bool broken = false, kicked = true;
+    uint64_t kick_signals = 0;  /* guest kicks behind this wakeup */
     char name[16];
 
     snprintf(name, sizeof(name), "vfs-vq%u", q->idx);
@@ -885,16 +961,22 @@ static void *fv_queue_thread(void *opaque)
             pthread_rwlock_unlock(&dev->vu.lock);
             if (r < 0) {
                 vfs_err("queue %u: ring broken; no longer processed", q->idx);
+                trace_queue_broken(q->idx, TRACE_QUEUE_RING);
                 broken = true;
+            } else if (kick_signals && dev->cfg.stats) {
+                stats_record_kick(dev->stats, q->idx, kick_signals,
+                                  (unsigned int)r);
             }
         }
         kicked = false;
+        kick_signals = 0;
         /* a broken queue only waits for its stop */
         r = poll(pfd, broken ? 1 : 2, -1);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
             vfs_err("queue %u: poll: %s", q->idx, strerror(errno));
+            trace_queue_broken(q->idx, TRACE_QUEUE_POLL);
             broken = true;
             continue;
         }
@@ -908,17 +990,84 @@ static void *fv_queue_thread(void *opaque)
 
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
                 vfs_err("queue %u: kick fd unreadable", q->idx);
+                trace_queue_broken(q->idx, TRACE_QUEUE_KICK_READ);
                 broken = true;
                 continue;
             }
+            if (n == (ssize_t)sizeof(v))
+                kick_signals = v;
             kicked = true;
+            trace_queue_kick(q->idx, n == (ssize_t)sizeof(v) ? v : 0);
         } else {
             vfs_err("queue %u: kick fd error (revents 0x%x)", q->idx,
                     pfd[1].revents);
+            trace_queue_broken(q->idx, TRACE_QUEUE_KICK_ERROR);
             broken = true;
         }
     }
     return NULL;
+}
+
+/* ---- stats (STATS.md); control side, any thread ---- */
+
+void fv_config_default(struct fv_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->max_request_queues = 1;
+    cfg->stats = true;
+}
+
+char *fv_dev_stats_json(struct fv_dev *dev)
+{
+    struct stats_queue_live live[VU_MAX_QUEUES];
+    struct stats_live l = {
+        .enabled = dev->cfg.stats,
+        .nqueues = dev->nqueues,
+        .q = live,
+    };
+
+    memset(live, 0, sizeof(live));
+    for (unsigned int i = 0; i < dev->nqueues; i++) {
+        struct fv_queue *q = &dev->queues[i];
+        struct dispatch_queue *dq = &dev->dispatch.q[i];
+
+        dispatch_get_mode(&dev->dispatch, i, &live[i].mode,
+                          &live[i].pool_size);
+        pthread_mutex_lock(&q->lock);
+        live[i].inflight = q->inflight;
+        live[i].inflight_max = q->inflight_max;
+        pthread_mutex_unlock(&q->lock);
+        /* dq->lock: a stopping queue frees its pool under it */
+        pthread_mutex_lock(&dq->lock);
+        if (dq->pool) {
+            live[i].pool_threads = g_thread_pool_get_num_threads(dq->pool);
+            live[i].pool_queued = g_thread_pool_unprocessed(dq->pool);
+        }
+        pthread_mutex_unlock(&dq->lock);
+    }
+    if (dev->dispatch.side) {
+        l.side_threads = g_thread_pool_get_num_threads(dev->dispatch.side);
+        l.side_queued = g_thread_pool_unprocessed(dev->dispatch.side);
+    }
+    return stats_json(dev->stats, &l);
+}
+
+void fv_dev_stats_reset(struct fv_dev *dev)
+{
+    stats_reset(dev->stats);
+    for (unsigned int i = 0; i < dev->nqueues; i++) {
+        struct fv_queue *q = &dev->queues[i];
+
+        pthread_mutex_lock(&q->lock);
+        q->inflight_max = q->inflight;
+        pthread_mutex_unlock(&q->lock);
+    }
+}
+
+void fv_dev_stats_mode_switch(struct fv_dev *dev, unsigned int qidx)
+{
+    if (dev->cfg.stats)
+        stats_mode_switch(dev->stats, qidx);
 }
 
 /* ---- vu_dev_iface ---- */
@@ -949,12 +1098,17 @@ static int fv_queue_start(struct vu_dev *vu, unsigned int qidx)
     if (r < 0)
         goto fail_fd;
     __atomic_store_n(&q->stopping, false, __ATOMIC_RELAXED);
+    /* vu_dev_init() gave the ring fresh state: count into the device's */
+    if (dev->cfg.stats)
+        vq_set_counters(&vu->vring[qidx].vq,
+                        stats_vq_counters(dev->stats, qidx));
     r = -pthread_create(&q->thread, NULL, fv_queue_thread, q);
     if (r < 0) {
         vfs_err("queue %u: pthread_create: %s", qidx, strerror(-r));
         goto fail_pool;
     }
     q->running = true;
+    trace_queue_start(qidx);
     vfs_debug("queue %u started", qidx);
     return 0;
 
@@ -1014,6 +1168,7 @@ static void fv_queue_stop(struct vu_dev *vu, unsigned int qidx)
     free(q->elem);
     q->elem = NULL;
     q->running = false;
+    trace_queue_stop(qidx);
     vfs_debug("queue %u stopped", qidx);
 }
 
@@ -1083,7 +1238,8 @@ struct fv_dev *fv_dev_new(const struct fv_config *cfg,
         cond_init_monotonic(&q->drained);
     }
     dev->session = fv_session_new(dev);
-    if (!dev->session) {
+    dev->stats = stats_new(dev->nqueues);
+    if (!dev->session || !dev->stats) {
         fv_dev_free(dev);
         errno = ENOMEM;
         return NULL;
@@ -1091,7 +1247,7 @@ struct fv_dev *fv_dev_new(const struct fv_config *cfg,
     return dev;
 }
 
-int fv_dev_serve(struct fv_dev *dev, int sock)
+int fv_dev_connect(struct fv_dev *dev, int sock)
 {
     int r;
 
@@ -1102,17 +1258,43 @@ int fv_dev_serve(struct fv_dev *dev, int sock)
     }
     if (!dev->session)
         dev->session = fv_session_new(dev);
-    do {
-        r = vu_dev_dispatch(&dev->vu);
-    } while (r == 0);
+    return 0;
+}
+
+int fv_dev_process_msg(struct fv_dev *dev)
+{
+    return vu_dev_dispatch(&dev->vu);
+}
+
+int fv_dev_disconnect(struct fv_dev *dev, int result)
+{
     /* stops every started queue (fv_queue_stop) */
     vu_dev_destroy(&dev->vu);
     /* the frontend is gone and with it the guest's view of the fs */
     fv_session_reset(dev, true);
-    if (r == -ECONNRESET)
+    if (result == -ECONNRESET || result == 0)
         return 0;
-    vfs_err("vhost-user connection: %s", strerror(-r));
-    return r;
+    vfs_err("vhost-user connection: %s", strerror(-result));
+    return result;
+}
+
+int fv_dev_vhost_fd(struct fv_dev *dev)
+{
+    /* vu is zeroed until the first vu_dev_init(): fd 0 is not ours */
+    return dev->vu.iface ? dev->vu.sock : -1;
+}
+
+int fv_dev_serve(struct fv_dev *dev, int sock)
+{
+    int r;
+
+    r = fv_dev_connect(dev, sock);
+    if (r < 0)
+        return r;
+    do {
+        r = fv_dev_process_msg(dev);
+    } while (r == 0);
+    return fv_dev_disconnect(dev, r);
 }
 
 void fv_dev_free(struct fv_dev *dev)
@@ -1128,5 +1310,6 @@ void fv_dev_free(struct fv_dev *dev)
     pthread_cond_destroy(&dev->side_cond);
     pthread_mutex_destroy(&dev->side_lock);
     pthread_mutex_destroy(&dev->excl_lock);
+    stats_free(dev->stats);
     free(dev);
 }

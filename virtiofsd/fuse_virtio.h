@@ -60,7 +60,16 @@ struct fv_req {
 struct fv_config {
     unsigned int thread_pool_size;  /* 0: inline; N: per-queue pool of N */
     unsigned int max_request_queues;/* reported to the frontend (>= 1) */
+    /*
+     * Per-request counters (STATS.md). false (--stats=off): no timestamps
+     * are taken on the request path and nothing is recorded.
+     * fv_config_default() sets it true.
+     */
+    bool stats;
 };
+
+/* Defaults: inline, one request queue, stats on. */
+void fv_config_default(struct fv_config *cfg);
 
 struct fv_dev;
 
@@ -78,6 +87,23 @@ struct fv_dev *fv_dev_new(const struct fv_config *cfg,
  * reset (a later connection starts with a fresh one).
  */
 int fv_dev_serve(struct fv_dev *dev, int sock);
+/*
+ * fv_dev_serve() in three steps, for a caller that polls the vhost-user
+ * socket together with other fds (main.c: the control socket):
+ *   fv_dev_connect(dev, sock)        0, or -errno (@sock closed)
+ *   fv_dev_process_msg(dev)          when fv_dev_vhost_fd() is readable
+ *                                    (or hung up): handles one message;
+ *                                    0, or -errno: the connection is over
+ *   fv_dev_disconnect(dev, r)        with the last result; returns what
+ *                                    fv_dev_serve() would (0 on a clean
+ *                                    disconnect), @sock closed
+ * All three on the one vhost-user thread.
+ */
+int fv_dev_connect(struct fv_dev *dev, int sock);
+int fv_dev_process_msg(struct fv_dev *dev);
+int fv_dev_disconnect(struct fv_dev *dev, int result);
+/* The connected vhost-user socket, -1 if none. */
+int fv_dev_vhost_fd(struct fv_dev *dev);
 void fv_dev_free(struct fv_dev *dev);
 
 /* The request being run by the calling thread, or NULL. */
@@ -86,6 +112,26 @@ struct fv_req *fv_current_req(void);
 /* Per-queue execution modes (dispatch.h), for the control socket. */
 struct dispatch;
 struct dispatch *fv_dev_dispatch(struct fv_dev *dev);
+/* Queues of the device (hiprio + request queues offered). */
+unsigned int fv_dev_num_queues(struct fv_dev *dev);
+/* Queue @qidx is started (ring processed). vhost-user thread only. */
+bool fv_dev_queue_started(struct fv_dev *dev, unsigned int qidx);
+
+/*
+ * Counters (virtiofsd/STATS.md describes the schema). Both are safe to
+ * call from any thread while requests run.
+ *
+ * fv_dev_stats_json: a malloc'd one-line JSON object (no trailing newline),
+ * the whole snapshot; NULL only when out of memory. With stats off it is a
+ * valid object with "stats_enabled":false and no per-opcode data.
+ * fv_dev_stats_reset: counters start again from zero (in-flight "now"
+ * values and pool state are not counters and are kept).
+ */
+char *fv_dev_stats_json(struct fv_dev *dev);
+void fv_dev_stats_reset(struct fv_dev *dev);
+/* Count one live switch of queue @qidx: call when dispatch_set_mode()
+ * actually changed its mode (pool resizes alone are not switches). */
+void fv_dev_stats_mode_switch(struct fv_dev *dev, unsigned int qidx);
 
 /*
  * The signal used to interrupt side-pool threads blocked in a lock wait

@@ -6,7 +6,11 @@
  * Order of startup, and why:
  *   1. options, logging (syslog connected now: /dev/log is unreachable
  *      once sandboxed), RLIMIT_NOFILE (passthrough holds an fd per inode)
- *   2. listening socket (--socket-path) or the inherited --fd
+ *   2. the control socket (--control-socket, mode 0600): before the
+ *      sandbox, which hides its path; the listening fd survives it. Then
+ *      the vhost-user listening socket (--socket-path) or the inherited
+ *      --fd. Control clients that connect now wait in the backlog until
+ *      the main loop runs (7).
  *   3. --daemonize: the socket already listens, so QEMU may connect as
  *      soon as the parent returns (the kernel queues it; backlog 1)
  *   4. accept ONE connection, close the listener. As upstream, the
@@ -17,7 +21,8 @@
  *   6. a thread that turns SIGTERM/SIGINT/SIGHUP into shutdown() of the
  *      connection, so the serve loop ends the same way as a disconnect
  *      (until then those signals are blocked but while waiting in 4)
- *   7. passthrough + device, serve; frontend disconnect => exit 0
+ *   7. passthrough + device, then the main loop: poll() the vhost-user
+ *      socket and the control socket; frontend disconnect => exit 0
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,11 +44,13 @@
 #include <linux/fuse.h>
 
 #include "config.h"
+#include "control.h"
 #include "fuse_virtio.h"
 #include "log.h"
 #include "options.h"
 #include "passthrough.h"
 #include "sandbox.h"
+#include "trace_control.h"
 #include "vfs_seccomp.h"
 
 /* hiprio + this many request queues are offered to the frontend */
@@ -552,6 +559,49 @@ static int fuse_protocol_version(uint32_t *major, uint32_t *minor)
 }
 
 /* ------------------------------------------------------------------ */
+/* The main loop                                                       */
+
+/*
+ * fv_dev_serve() with the control socket beside it. One vhost-user
+ * message per pass, then whatever control work is ready (bounded per
+ * pass, control.h), so neither side can starve the other; the queues run
+ * on their own threads throughout. Ends like fv_dev_serve(): 0 when the
+ * frontend disconnects (or the signal thread shut the socket down).
+ */
+static int serve(struct fv_dev *dev, int sock, struct ctl *ctl)
+{
+    struct pollfd pfd[1 + CTL_MAX_POLLFDS];
+    int r;
+
+    r = fv_dev_connect(dev, sock);
+    if (r < 0)
+        return r;
+    for (;;) {
+        unsigned int n = 1;
+
+        pfd[0] = (struct pollfd){ .fd = sock, .events = POLLIN };
+        if (ctl)
+            n += ctl_fill_pollfds(ctl, pfd + 1);
+        if (poll(pfd, n, ctl ? ctl_poll_timeout(ctl) : -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            vfs_err("main loop: poll: %s", strerror(errno));
+            break;
+        }
+        /* POLLHUP/POLLERR too: the read reports the disconnect */
+        if (pfd[0].revents) {
+            r = fv_dev_process_msg(dev);
+            if (r < 0)
+                break;
+        }
+        if (ctl)
+            ctl_handle(ctl, pfd + 1, n - 1);
+    }
+    return fv_dev_disconnect(dev, r);
+}
+
+/* ------------------------------------------------------------------ */
 
 static enum lo_cache_mode lo_cache(enum vfs_cache_mode m)
 {
@@ -571,11 +621,19 @@ static int run(struct vfs_options *o, const char *source)
     struct fv_config fcfg;
     struct lo_data *lo = NULL;
     struct fv_dev *dev = NULL;
-    int lfd, sock, ret, sig;
+    struct ctl *ctl = NULL;
+    int lfd, sock, ret, sig, ctl_fd = -1;
 
     if (setup_rlimit_nofile(o) < 0)
         return 1;
 
+    /* first: it must exist by the time a frontend can connect */
+    if (o->control_socket) {
+        ctl_fd = ctl_listen(o->control_socket);
+        if (ctl_fd < 0)
+            return 1;
+        vfs_info("control socket %s", o->control_socket);
+    }
     if (o->socket_path) {
         lfd = create_listen_socket(o->socket_path, o->socket_group);
         if (lfd < 0)
@@ -604,7 +662,7 @@ static int run(struct vfs_options *o, const char *source)
         return 1;
     if (vfs_sandbox_drop_caps(o->modcaps_add, o->modcaps_drop) < 0)
         return 1;
-    if (vfs_seccomp_install(o->seccomp, o->syslog) < 0)
+    if (vfs_seccomp_install_with(o->seccomp, o->syslog, ctl_fd >= 0) < 0)
         return 1;
 
     /*
@@ -641,6 +699,7 @@ static int run(struct vfs_options *o, const char *source)
     memset(&fcfg, 0, sizeof(fcfg));
     fcfg.thread_pool_size = o->thread_pool_size;
     fcfg.max_request_queues = VFS_MAX_REQUEST_QUEUES;
+    fcfg.stats = o->stats;
     dev = fv_dev_new(&fcfg, &lo_ops, sizeof(lo_ops), lo);
     if (!dev) {
         vfs_err("cannot create the virtio-fs device: %s", strerror(errno));
@@ -648,8 +707,19 @@ static int run(struct vfs_options *o, const char *source)
         close(sock);
         goto out;
     }
+    if (ctl_fd >= 0) {
+        ctl = ctl_new(ctl_fd);
+        if (!ctl) {
+            vfs_err("control socket: out of memory");
+            ret = 1;
+            close(sock);
+            goto out;
+        }
+        ctl_fd = -1;
+        ctl_set_dev(ctl, dev);
+    }
     /* Takes @sock: closed when the connection ends. */
-    ret = fv_dev_serve(dev, sock) < 0 ? 1 : 0;
+    ret = serve(dev, sock, ctl) < 0 ? 1 : 0;
 out:
     sig = sig_thread_stop(&st);
     if (sig) {
@@ -658,6 +728,10 @@ out:
     } else if (!ret) {
         vfs_info("frontend disconnected: exiting");
     }
+    /* clients see EOF; the path stays (the sandbox hides it from us) */
+    ctl_free(ctl);
+    if (ctl_fd >= 0)
+        close(ctl_fd);
     fv_dev_free(dev);
     if (lo)
         lo_data_free(lo);
@@ -704,6 +778,12 @@ int main(int argc, char **argv)
     }
 
     vfs_log_set_level(vfs_options_log_level(&opts));
+    /* before any thread runs, so the first request is already traced */
+    if (trace_enable_list(opts.trace, err, sizeof(err)) < 0) {
+        fprintf(stderr, "virtiofsd: %s\n", err);
+        vfs_options_free(&opts);
+        return 1;
+    }
     if (opts.syslog) {
         vfs_log_use_syslog(true);
         /* Connect to /dev/log now: the sandbox will hide it. */

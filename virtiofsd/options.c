@@ -455,6 +455,41 @@ static int a_rlimit_nofile(struct vfs_options *o, const char *v,
     return ret;
 }
 
+static int a_stats(struct vfs_options *o, const char *v, struct perr *e)
+{
+    if (!strcmp(v, "on"))
+        o->stats = true;
+    else if (!strcmp(v, "off"))
+        o->stats = false;
+    else
+        return fail(e, "--stats: invalid value '%s' (expected on or off)", v);
+    return 0;
+}
+
+static int a_control_socket(struct vfs_options *o, const char *v,
+                            struct perr *e)
+{
+    return set_string(&o->control_socket, v, e, "--control-socket");
+}
+
+/* Repeatable, unlike the rest: each one adds patterns to the list. */
+static int a_trace(struct vfs_options *o, const char *v, struct perr *e)
+{
+    size_t old = o->trace ? strlen(o->trace) : 0;
+    char *s;
+
+    if (!v || !v[0])
+        return fail(e, "--trace: empty value");
+    s = realloc(o->trace, old + 1 + strlen(v) + 1);
+    if (!s)
+        return fail(e, "--trace: out of memory");
+    if (old)
+        s[old++] = ',';
+    strcpy(s + old, v);
+    o->trace = s;
+    return 0;
+}
+
 static int a_seccomp(struct vfs_options *o, const char *v, struct perr *e)
 {
     if (!strcmp(v, "kill"))
@@ -491,7 +526,9 @@ static const struct arg_opt arg_opts[] = {
     { "--thread-pool-size", true, a_thread_pool_size },
     { "--rlimit-nofile", true, a_rlimit_nofile },
     { "--seccomp", true, a_seccomp },
-    /* later issues: --stats=, --control-socket=, --trace= go here */
+    { "--stats", true, a_stats },
+    { "--control-socket", true, a_control_socket },
+    { "--trace", true, a_trace },
 };
 
 void vfs_options_init(struct vfs_options *o)
@@ -510,6 +547,7 @@ void vfs_options_init(struct vfs_options *o)
     o->max_idle_threads = 10;
     o->sandbox = VFS_SANDBOX_NAMESPACE;
     o->seccomp = VFS_SECCOMP_KILL;
+    o->stats = true;
 }
 
 void vfs_options_free(struct vfs_options *o)
@@ -517,7 +555,11 @@ void vfs_options_free(struct vfs_options *o)
     free(o->source);
     free(o->socket_path);
     free(o->socket_group);
+    free(o->control_socket);
+    free(o->trace);
     o->source = o->socket_path = o->socket_group = NULL;
+    o->control_socket = NULL;
+    o->trace = NULL;
 }
 
 int vfs_options_parse(struct vfs_options *o, int argc, char **argv,
@@ -586,6 +628,69 @@ bool vfs_options_info_only(const struct vfs_options *o)
     return o->help || o->version || o->print_capabilities;
 }
 
+/* realpath() of the directory @path would be created in. */
+static char *socket_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir, *res;
+
+    if (!slash)
+        return realpath(".", NULL);
+    if (slash == path)
+        return realpath("/", NULL);
+    dir = strndup(path, (size_t)(slash - path));
+    if (!dir)
+        return NULL;
+    res = realpath(dir, NULL);
+    free(dir);
+    return res;
+}
+
+/* @dir is @root or below it (both canonical). */
+static bool path_within(const char *dir, const char *root)
+{
+    size_t n = strlen(root);
+
+    if (!strcmp(root, "/"))
+        return true;
+    return !strncmp(dir, root, n) && (dir[n] == '\0' || dir[n] == '/');
+}
+
+static int check_control_socket(const struct vfs_options *o, struct perr *e)
+{
+    const char *p = o->control_socket;
+    char *dir, *src;
+    bool inside;
+
+    if (strlen(p) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return fail(e, "--control-socket: '%s' is too long for a unix socket "
+                    "(max %zu bytes)", p,
+                    sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+    if (p[strlen(p) - 1] == '/')
+        return fail(e, "--control-socket: '%s' names a directory", p);
+    if (o->socket_path && !strcmp(o->socket_path, p))
+        return fail(e, "--control-socket: '%s' is also the --socket-path", p);
+    dir = socket_dir(p);
+    if (!dir)
+        return fail(e, "--control-socket: directory of '%s': %s", p,
+                    strerror(errno));
+    src = realpath(o->source, NULL);
+    if (!src) {
+        int err = errno;
+
+        free(dir);
+        return fail(e, "-o source: '%s': %s", o->source, strerror(err));
+    }
+    /* the guest could see, replace or remove it there */
+    inside = path_within(dir, src);
+    free(dir);
+    free(src);
+    if (inside)
+        return fail(e, "--control-socket: '%s' is inside the shared "
+                    "directory '%s'", p, o->source);
+    return 0;
+}
+
 int vfs_options_check(const struct vfs_options *o, char *err, size_t errlen)
 {
     struct perr e = { err, errlen };
@@ -625,6 +730,8 @@ int vfs_options_check(const struct vfs_options *o, char *err, size_t errlen)
                     strerror(errno));
     if (!S_ISDIR(st.st_mode))
         return fail(&e, "-o source: '%s' is not a directory", o->source);
+    if (o->control_socket)
+        return check_control_socket(o, &e);
     return 0;
 }
 
@@ -704,6 +811,15 @@ void vfs_options_print_help(FILE *out, const char *prog)
 "                               kill the process, allow and log it to the\n"
 "                               audit log (dmesg), or no filter\n"
 "                               default: kill\n"
+"    --stats=on|off             per-request latency counters (STATS.md)\n"
+"                               default: on\n"
+"    --control-socket=PATH      unix socket (mode 0600, outside the shared\n"
+"                               directory) for virtiofsctl: counters, live\n"
+"                               inline/pool switch (CONTROL.md)\n"
+"    --trace=PATTERN[,PATTERN]  print trace events whose names match the\n"
+"                               globs to the log (info level); -PATTERN\n"
+"                               turns matches off; repeatable. Events:\n"
+"                               tracepoints/trace-events (also USDT probes)\n"
 "\n"
 "    -o options may be combined with commas: -o source=/dir,cache=none\n"
 "    (\\, is a literal comma). Repeated options: the last one wins.\n"
@@ -828,6 +944,11 @@ char *vfs_options_describe(const struct vfs_options *o)
         fprintf(f, " rlimit-nofile=default");
     fprintf(f, " log_level=%s%s", log_level_name(vfs_options_log_level(o)),
             o->syslog ? " syslog" : "");
+    fprintf(f, " stats=%s", o->stats ? "on" : "off");
+    if (o->control_socket)
+        fprintf(f, " control-socket=%s", o->control_socket);
+    if (o->trace)
+        fprintf(f, " trace=%s", o->trace);
     if (o->daemonize)
         fprintf(f, " daemonize");
     if (fclose(f) != 0) {

@@ -80,10 +80,18 @@ struct vfs_options {
     uint64_t rlimit_nofile;         /* --rlimit-nofile=N (0: leave it) */
     bool rlimit_nofile_set;         /* else the upstream default applies */
 
+    /* instrumentation */
+    bool stats;                     /* --stats=on|off (default on) */
+    char *control_socket;           /* --control-socket=PATH, or NULL */
+    /*
+     * --trace=GLOB[,GLOB...] (repeatable: joined with ','; "-GLOB" turns
+     * matches off again), or NULL. main.c applies it: trace_enable_list().
+     */
+    char *trace;
+
     /*
      * Options added by later issues go here (and in the tables at the top
-     * of options.c, and in vfs_options_print_help()):
-     *   --stats=on|off, --control-socket=PATH, --trace=...
+     * of options.c, and in vfs_options_print_help()).
      */
 };
 
@@ -102,8 +110,10 @@ int vfs_options_parse(struct vfs_options *o, int argc, char **argv,
 /*
  * Checks that need the system, for a run that serves (not for --help,
  * --version, --print-capabilities): exactly one of --socket-path/--fd,
- * -o source= present and a directory, --socket-group exists. Returns 0
- * or -errno with one line in @err.
+ * -o source= present and a directory, --socket-group exists,
+ * --control-socket fits a socket address, is not the vhost-user socket and
+ * does not lie inside the shared directory (the guest would see it). Returns
+ * 0 or -errno with one line in @err.
  */
 int vfs_options_check(const struct vfs_options *o, char *err, size_t errlen);
 

@@ -118,6 +118,14 @@ static const struct sc_rule syslog_list[] = {
     ANY("socket"), ANY("connect"),
 };
 
+/*
+ * --control-socket (control.c): the main loop accepts clients; their
+ * I/O (recvfrom/sendto/poll/close) is in the main list already.
+ */
+static const struct sc_rule control_list[] = {
+    ANY("accept4"),
+};
+
 #undef ANY
 
 static int add_rules(scmp_filter_ctx ctx, const struct sc_rule *rules,
@@ -163,6 +171,12 @@ unsigned int vfs_seccomp_allowlist_size(bool syslog)
 
 int vfs_seccomp_install(enum vfs_seccomp_mode mode, bool syslog)
 {
+    return vfs_seccomp_install_with(mode, syslog, false);
+}
+
+int vfs_seccomp_install_with(enum vfs_seccomp_mode mode, bool syslog,
+                             bool control_socket)
+{
     unsigned int api = seccomp_api_get();
     scmp_filter_ctx ctx;
     uint32_t action;
@@ -203,6 +217,9 @@ int vfs_seccomp_install(enum vfs_seccomp_mode mode, bool syslog)
     if (!ret && syslog)
         ret = add_rules(ctx, syslog_list,
                         sizeof(syslog_list) / sizeof(syslog_list[0]), &n);
+    if (!ret && control_socket)
+        ret = add_rules(ctx, control_list,
+                        sizeof(control_list) / sizeof(control_list[0]), &n);
     if (ret < 0)
         goto out;
     ret = seccomp_load(ctx);

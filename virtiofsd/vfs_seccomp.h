@@ -21,6 +21,9 @@
  * Returns 0 or -errno (logged).
  */
 int vfs_seccomp_install(enum vfs_seccomp_mode mode, bool syslog);
+/* As above; @control_socket adds what serving --control-socket needs. */
+int vfs_seccomp_install_with(enum vfs_seccomp_mode mode, bool syslog,
+                             bool control_socket);
 
 /* Number of syscalls in the allowlist that this architecture knows. */
 unsigned int vfs_seccomp_allowlist_size(bool syslog);

@@ -28,6 +28,7 @@
 #include <linux/virtio_ring.h>
 
 #include "log.h"
+#include "trace_events.h"
 
 #define VHOST_VRING_F_LOG 0
 
@@ -916,6 +917,7 @@ int vu_dev_dispatch(struct vu_dev *dev)
     const struct vu_req_info *ri;
     const char *why = NULL;
     uint32_t request;
+    uint32_t reject = TRACE_VU_REJECT_INVALID;
     bool need_reply;
     int r, ret = 0;
 
@@ -929,23 +931,30 @@ int vu_dev_dispatch(struct vu_dev *dev)
     request = msg->hdr.request;
     ri = vu_req_info(request);
     need_reply = msg->hdr.flags & VHOST_USER_NEED_REPLY_MASK;
+    trace_vu_msg(request, msg->hdr.flags, msg->hdr.size, msg->nfds);
     vfs_debug("vhost-user: %s (%u) flags 0x%x size %u nfds %u",
               vu_request_name(request), request, msg->hdr.flags, msg->hdr.size,
               msg->nfds);
 
-    if (why)
+    if (why) {
         r = -EBADMSG;
-    else
+        reject = TRACE_VU_REJECT_RECV;
+    } else {
         r = vu_msg_validate(dev, msg, &why);
+    }
     if (r == 0) {
         r = ri->handle(dev, msg);
-        if (r < 0)
+        if (r < 0) {
             why = "handler failed";
+            reject = TRACE_VU_REJECT_HANDLER;
+        }
     }
-    if (r < 0)
+    if (r < 0) {
+        trace_vu_msg_rejected(request, reject, r);
         vfs_warn_ratelimited("vhost-user: %s (%u) rejected: %s (%s)",
                              vu_request_name(request), request, why,
                              strerror(-r));
+    }
     /* every fd a handler did not keep, on every path */
     vu_msg_close_fds(msg);
 

@@ -20,6 +20,7 @@
 #include <linux/virtio_ring.h>
 
 #include "log.h"
+#include "trace_events.h"
 
 /*
  * Full barrier: orders our ring store before a later load of a guest field.
@@ -138,15 +139,19 @@ void vq_mark_broken(struct vq *vq, const char *why)
         vfs_err("virtqueue broken: %s", why);
 }
 
-/* printf-style wrapper so reasons can carry the offending values */
-static void __attribute__((format(printf, 2, 3)))
-vq_broken(struct vq *vq, const char *fmt, ...)
+/*
+ * printf-style wrapper so reasons can carry the offending values; @reason
+ * (enum trace_vq_broken) is what the vq_broken probe reports.
+ */
+static void __attribute__((format(printf, 3, 4)))
+vq_broken(struct vq *vq, uint32_t reason, const char *fmt, ...)
 {
     char why[160];
     va_list ap;
 
     if (vq_is_broken(vq))
         return;
+    trace_vq_broken(reason, vq->num, vq->last_avail_idx);
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
@@ -171,7 +176,8 @@ static int vq_fetch_avail(struct vq *vq)
     uint16_t pending = (uint16_t)(idx - vq->last_avail_idx);
 
     if (pending > vq->num) {
-        vq_broken(vq, "avail idx %u is %u ahead of last_avail_idx %u (num %u)",
+        vq_broken(vq, TRACE_VQ_AVAIL_IDX,
+                  "avail idx %u is %u ahead of last_avail_idx %u (num %u)",
                   idx, pending, vq->last_avail_idx, vq->num);
         return -1;
     }
@@ -219,7 +225,7 @@ int vq_pop(struct vq *vq, const struct vfs_mem_table *mem,
     if (vq_is_broken(vq))
         return -EIO;
     if (!vq_ready(vq)) {
-        vq_mark_broken(vq, "pop on an unconfigured ring");
+        vq_broken(vq, TRACE_VQ_UNCONFIGURED, "pop on an unconfigured ring");
         return -EIO;
     }
 
@@ -241,7 +247,7 @@ int vq_pop(struct vq *vq, const struct vfs_mem_table *mem,
     head = load16(&vq->avail->ring[vq->last_avail_idx & (vq->num - 1)],
                   __ATOMIC_RELAXED);
     if (head >= vq->num) {
-        vq_broken(vq, "head %u >= num %u", head, vq->num);
+        vq_broken(vq, TRACE_VQ_HEAD_RANGE, "head %u >= num %u", head, vq->num);
         return -EIO;
     }
 
@@ -260,7 +266,8 @@ int vq_pop(struct vq *vq, const struct vfs_mem_table *mem,
 
         /* every descriptor of a table visited at most once unless looping */
         if (++visited > table_num) {
-            vq_broken(vq, "head %u: descriptor chain loops or exceeds %s size %u",
+            vq_broken(vq, TRACE_VQ_CHAIN_LOOP,
+                      "head %u: descriptor chain loops or exceeds %s size %u",
                       head, in_indirect ? "indirect table" : "queue", table_num);
             return -EIO;
         }
@@ -278,12 +285,14 @@ int vq_pop(struct vq *vq, const struct vfs_mem_table *mem,
             else if (d.len == 0 || d.len % sizeof(struct vring_desc))
                 bad = "indirect table length not a non-zero multiple of 16";
             if (bad) {
-                vq_broken(vq, "head %u: %s (len %u)", head, bad, d.len);
+                vq_broken(vq, TRACE_VQ_INDIRECT_BAD,
+                          "head %u: %s (len %u)", head, bad, d.len);
                 return -EIO;
             }
             table = vfs_mem_gpa_to_ptr(mem, d.addr, d.len);
             if (!table) {
-                vq_broken(vq, "head %u: indirect table 0x%llx+0x%x outside guest memory",
+                vq_broken(vq, TRACE_VQ_INDIRECT_OUTSIDE,
+                          "head %u: indirect table 0x%llx+0x%x outside guest memory",
                           head, (unsigned long long)d.addr, d.len);
                 return -EIO;
             }
@@ -297,13 +306,15 @@ int vq_pop(struct vq *vq, const struct vfs_mem_table *mem,
         if (d.flags & VRING_DESC_F_WRITE) {
             seen_write = true;
         } else if (seen_write) {
-            vq_broken(vq, "head %u: readable descriptor after a writable one", head);
+            vq_broken(vq, TRACE_VQ_READ_AFTER_WRITE,
+                      "head %u: readable descriptor after a writable one", head);
             return -EIO;
         }
 
         /* each descriptor costs one slot, plus one per extra region split */
         if (niov + nzero >= VQ_MAX_IOV) {
-            vq_broken(vq, "head %u: chain longer than %u buffers", head, VQ_MAX_IOV);
+            vq_broken(vq, TRACE_VQ_CHAIN_TOO_LONG,
+                      "head %u: chain longer than %u buffers", head, VQ_MAX_IOV);
             return -EIO;
         }
         if (d.len == 0) {
@@ -312,12 +323,14 @@ int vq_pop(struct vq *vq, const struct vfs_mem_table *mem,
             n = vfs_mem_gpa_to_iov(mem, d.addr, d.len, &elem->iov[niov],
                                    VQ_MAX_IOV - niov - nzero);
             if (n == -E2BIG) {
-                vq_broken(vq, "head %u: chain longer than %u buffers", head,
+                vq_broken(vq, TRACE_VQ_CHAIN_TOO_LONG,
+                          "head %u: chain longer than %u buffers", head,
                           VQ_MAX_IOV);
                 return -EIO;
             }
             if (n < 0) {
-                vq_broken(vq, "head %u: buffer 0x%llx+0x%x outside guest memory",
+                vq_broken(vq, TRACE_VQ_BUFFER_OUTSIDE,
+                          "head %u: buffer 0x%llx+0x%x outside guest memory",
                           head, (unsigned long long)d.addr, d.len);
                 return -EIO;
             }
@@ -334,7 +347,8 @@ int vq_pop(struct vq *vq, const struct vfs_mem_table *mem,
         if (!(d.flags & VRING_DESC_F_NEXT))
             break;
         if (d.next >= table_num) {
-            vq_broken(vq, "head %u: next %u >= %s size %u", head, d.next,
+            vq_broken(vq, TRACE_VQ_NEXT_RANGE,
+                      "head %u: next %u >= %s size %u", head, d.next,
                       in_indirect ? "indirect table" : "queue", table_num);
             return -EIO;
         }
@@ -354,7 +368,8 @@ void vq_push_locked(struct vq *vq, uint16_t head, uint32_t len)
         return;
     if (head >= vq->num) {
         /* a device-layer bug, not the guest's: never write it to the ring */
-        vq_broken(vq, "push of head %u >= num %u", head, vq->num);
+        vq_broken(vq, TRACE_VQ_PUSH_HEAD,
+                  "push of head %u >= num %u", head, vq->num);
         return;
     }
     e = &vq->used->ring[old & (vq->num - 1)];
@@ -371,6 +386,16 @@ void vq_push_locked(struct vq *vq, uint16_t head, uint32_t len)
      */
     if ((int16_t)(new_idx - vq->signalled_used) < (uint16_t)(new_idx - old))
         vq->signalled_used_valid = false;
+}
+
+/*
+ * One writer at a time (push_lock): a plain load and store, no locked
+ * instruction; atomic so readers on other threads are race-free.
+ */
+static inline void vq_count(uint64_t *c)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1,
+                     __ATOMIC_RELAXED);
 }
 
 bool vq_notify_locked(struct vq *vq)
@@ -397,7 +422,12 @@ bool vq_notify_locked(struct vq *vq)
         need = !(load16(&vq->avail->flags, __ATOMIC_RELAXED) &
                  VRING_AVAIL_F_NO_INTERRUPT);
     }
-    if (!need || vq->call_fd < 0)
+    if (!need) {
+        if (vq->counters)
+            vq_count(&vq->counters->notify_suppressed);
+        return false;
+    }
+    if (vq->call_fd < 0)
         return false;
     /* EAGAIN means the counter is saturated: the guest is being woken anyway */
     if (eventfd_write(vq->call_fd, 1) < 0 && errno != EAGAIN) {
@@ -405,6 +435,8 @@ bool vq_notify_locked(struct vq *vq)
                              strerror(errno));
         return false;
     }
+    if (vq->counters)
+        vq_count(&vq->counters->notify_sent);
     return true;
 }
 
@@ -459,5 +491,12 @@ void vq_set_call_fd(struct vq *vq, int fd)
     if (vq->call_fd >= 0 && vq->call_fd != fd)
         close(vq->call_fd);
     vq->call_fd = fd;
+    pthread_mutex_unlock(&vq->push_lock);
+}
+
+void vq_set_counters(struct vq *vq, struct vq_counters *c)
+{
+    pthread_mutex_lock(&vq->push_lock);
+    vq->counters = c;
     pthread_mutex_unlock(&vq->push_lock);
 }

@@ -28,6 +28,16 @@
  */
 #define VQ_MAX_IOV 1024u
 
+/*
+ * Notification outcomes, for statistics (stats.c). Only ever incremented,
+ * under push_lock, with relaxed atomic loads and stores: other threads may
+ * read them at any time (a reset subtracts a baseline, it never writes).
+ */
+struct vq_counters {
+    uint64_t notify_sent;       /* call eventfd written */
+    uint64_t notify_suppressed; /* EVENT_IDX / NO_INTERRUPT said not needed */
+};
+
 struct vq {
     /* configuration (set by vhost-user thread while the queue is stopped) */
     unsigned int num;           /* queue size, power of two, <= VQ_MAX_SIZE */
@@ -47,6 +57,7 @@ struct vq {
     uint16_t signalled_used;    /* used_idx at the last notification */
     bool signalled_used_valid;
     int call_fd;                /* eventfd or -1 */
+    struct vq_counters *counters;   /* NULL: not counted; kept by vq_reset */
 
     bool broken;                /* set once, never cleared until vq_reset */
 };
@@ -119,6 +130,9 @@ void vq_disable_notify(struct vq *vq);
 
 /* Replace the call eventfd (closes the old one). Thread-safe. */
 void vq_set_call_fd(struct vq *vq, int fd);
+
+/* Count notifications into @c from now on (NULL: stop). Thread-safe. */
+void vq_set_counters(struct vq *vq, struct vq_counters *c);
 
 /* EVENT_IDX arithmetic (virtio spec vring_need_event), exposed for tests. */
 static inline bool vq_need_event(uint16_t event_idx, uint16_t new_idx,

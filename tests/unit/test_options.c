@@ -91,6 +91,24 @@ static void test_defaults(void)
     CHECK(O.seccomp == VFS_SECCOMP_KILL);
     CHECK(O.modcaps_add == 0 && O.modcaps_drop == 0);
     CHECK(!O.rlimit_nofile_set);
+    CHECK(O.stats);
+    CHECK(!O.control_socket);
+}
+
+/* --stats=on|off and --control-socket=PATH (issue 4) */
+static void test_instrumentation(void)
+{
+    CHECK_OK("--stats=off");
+    CHECK(!O.stats);
+    CHECK_OK("--stats", "off", "--stats=on");
+    CHECK(O.stats);
+    CHECK_ERR("--stats: invalid value 'yes'", "--stats=yes");
+    CHECK_ERR("--stats: invalid value ''", "--stats=");
+    CHECK_ERR("--stats needs an argument", "--stats");
+    CHECK_OK("--control-socket=/run/a.sock", "--control-socket", "/run/b.sock");
+    CHECK(O.control_socket && !strcmp(O.control_socket, "/run/b.sock"));
+    CHECK_ERR("--control-socket: empty value", "--control-socket=");
+    CHECK_ERR("--control-socket needs an argument", "--control-socket");
 }
 
 static void test_info_options(void)
@@ -479,6 +497,36 @@ static void test_check(void)
                 NULL) == 0);
     CHECK(vfs_options_check(&O, E, sizeof(E)) == 0);    /* gid 0 exists */
 
+    /* the control socket must stay out of the guest's reach */
+    {
+        char arg[256], sub[128];
+
+        CHECK(parse("--socket-path=/tmp/x.sock", "-o", src,
+                    "--control-socket=/tmp/ctl.sock", NULL) == 0);
+        CHECK(vfs_options_check(&O, E, sizeof(E)) == 0);
+        snprintf(arg, sizeof(arg), "--control-socket=%s/ctl.sock", dir);
+        CHECK_CHECK("inside the shared directory", "--socket-path=/tmp/x.sock",
+                    "-o", src, arg);
+        snprintf(sub, sizeof(sub), "%s/sub", dir);
+        CHECK(mkdir(sub, 0700) == 0);
+        /* through "..": the check compares resolved directories */
+        snprintf(arg, sizeof(arg), "--control-socket=%s/../%s/sub/c.sock",
+                 dir, strrchr(dir, '/') + 1);
+        CHECK_CHECK("inside the shared directory", "--socket-path=/tmp/x.sock",
+                    "-o", src, arg);
+        rmdir(sub);
+        /* a sibling whose name starts like the share is outside */
+        snprintf(arg, sizeof(arg), "--control-socket=%s-ctl.sock", dir);
+        CHECK(parse("--socket-path=/tmp/x.sock", "-o", src, arg, NULL) == 0);
+        CHECK(vfs_options_check(&O, E, sizeof(E)) == 0);
+        CHECK_CHECK("also the --socket-path", "--socket-path=/tmp/x.sock",
+                    "-o", src, "--control-socket=/tmp/x.sock");
+        CHECK_CHECK("directory of", "--socket-path=/tmp/x.sock", "-o", src,
+                    "--control-socket=/nonexistent/dir/c.sock");
+        snprintf(arg, sizeof(arg), "--control-socket=%s", longpath);
+        CHECK_CHECK("too long", "--socket-path=/tmp/x.sock", "-o", src, arg);
+    }
+
     unlink(file);
     rmdir(dir);
 }
@@ -519,7 +567,7 @@ static void test_output(void)
         "no_posix_acl", "security_label", "no_security_label",
         "killpriv_v2", "no_killpriv_v2", "source=PATH", "allow_root",
         "--socket-path=", "--socket-group=", "--fd=", "--thread-pool-size=",
-        "--seccomp=kill|log|none",
+        "--seccomp=kill|log|none", "--stats=on|off", "--control-socket=PATH",
     };
     char *help = capture(help_fn, NULL);
     char *caps = capture(caps_fn, NULL);
@@ -538,7 +586,8 @@ static void test_output(void)
 
     CHECK_OK("--socket-path=/s", "-o", "source=/src,cache=none,xattr",
              "-o", "sandbox=chroot,modcaps=+sys_admin:-chown",
-             "--thread-pool-size=4", "-o", "timeout=2.5", "--seccomp=log");
+             "--thread-pool-size=4", "-o", "timeout=2.5", "--seccomp=log",
+             "--stats=off", "--control-socket=/run/c.sock");
     desc = vfs_options_describe(&O);
     CHECK(desc != NULL);
     if (desc) {
@@ -552,6 +601,8 @@ static void test_output(void)
         CHECK(strstr(desc, "thread-pool-size=4"));
         CHECK(strstr(desc, "timeout=2.5"));
         CHECK(strstr(desc, "modcaps=-chown:+sys_admin"));
+        CHECK(strstr(desc, "stats=off"));
+        CHECK(strstr(desc, "control-socket=/run/c.sock"));
         CHECK(!strchr(desc, '\n'));
         free(desc);
     }
@@ -564,6 +615,7 @@ int main(void)
 {
     vfs_options_init(&O);
     test_defaults();
+    test_instrumentation();
     test_info_options();
     test_logging_and_process();
     test_cache_sandbox_seccomp();
