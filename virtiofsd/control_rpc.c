@@ -19,6 +19,7 @@
 #include "control.h"
 #include "dispatch.h"
 #include "log.h"
+#include "trace_control.h"
 
 /* Words of one command line. */
 #define RPC_MAX_WORDS 16
@@ -352,6 +353,55 @@ static void cmd_pool_size(struct rpc *r, int argc, char **argv)
         apply(r, &t, true, FV_MODE_INLINE, (unsigned int)size);
 }
 
+/* Event names and whether the log backend prints each. */
+static void cmd_trace_list(struct rpc *r, int argc, char **argv)
+{
+    if (!no_args(r, argc, argv))
+        return;
+    ctl_buf_add(r->out, "{\"ok\":true,\"backends\":");
+    ctl_json_string(r->out, trace_backends());
+    ctl_buf_add(r->out, ",\"events\":[");
+    for (size_t i = 0; i < trace_event_count(); i++) {
+        ctl_buf_add(r->out, i ? ",{\"name\":" : "{\"name\":");
+        ctl_json_string(r->out, trace_event_get(i)->name);
+        ctl_buf_addf(r->out, ",\"log\":%s}",
+                     trace_event_log_enabled(i) ? "true" : "false");
+    }
+    ctl_buf_add(r->out, "]}\n");
+}
+
+static void trace_switch(struct rpc *r, int argc, char **argv, bool on)
+{
+    int n;
+
+    if (argc != 1) {
+        rpc_error(r, "usage: trace %s PATTERN", on ? "on" : "off");
+        return;
+    }
+    n = trace_set_enabled(argv[0], on);
+    if (n == -ENOENT) {
+        rpc_error(r, "trace: no event matches the pattern");
+        return;
+    }
+    if (n < 0) {
+        rpc_error(r, "trace: %s", n == -ENOTSUP ?
+                  "the log backend is not built in" : strerror(-n));
+        return;
+    }
+    vfs_info("control: trace %s %s (%d events)", on ? "on" : "off", argv[0], n);
+    ctl_buf_addf(r->out, "{\"ok\":true,\"matched\":%d}\n", n);
+}
+
+static void cmd_trace_on(struct rpc *r, int argc, char **argv)
+{
+    trace_switch(r, argc, argv, true);
+}
+
+static void cmd_trace_off(struct rpc *r, int argc, char **argv)
+{
+    trace_switch(r, argc, argv, false);
+}
+
 /* Two-word entries before the one-word entry with the same first word. */
 static const struct rpc_cmd rpc_cmds[] = {
     { "help", NULL, cmd_help, "help", "list the commands" },
@@ -370,6 +420,12 @@ static const struct rpc_cmd rpc_cmds[] = {
     { "mode", NULL, cmd_mode_get, "mode", "same as mode get all" },
     { "pool", "size", cmd_pool_size, "pool size SIZE [queue N|all]",
       "resize the pools (1..1024) without changing the mode" },
+    { "trace", "list", cmd_trace_list, "trace list",
+      "trace events and whether the log backend prints them" },
+    { "trace", "on", cmd_trace_on, "trace on PATTERN",
+      "print events matching the glob through the daemon's log" },
+    { "trace", "off", cmd_trace_off, "trace off PATTERN",
+      "stop printing events matching the glob" },
 };
 static const size_t rpc_ncmds = sizeof(rpc_cmds) / sizeof(rpc_cmds[0]);
 

@@ -47,6 +47,41 @@ static void check_alive(const char *after)
     CHECK(ch_alive(&H), "after %s: the daemon died", after);
 }
 
+/* trace on/off switches the log backend of exactly the matching events. */
+static void test_trace_switch(void)
+{
+    struct jm *v = ctl_cmd_once(H.ctl, "trace list");
+    size_t on = 0;
+
+    CHECK(ctl_ok(v), "trace list failed");
+    if (!strstr(jm_str(jm_get(v, "backends"), ""), "log")) {
+        fprintf(stderr, "note: no log trace backend in this build, trace on/off not checked\n");
+        jm_free(v);
+        return;
+    }
+    jm_free(v);
+    v = ctl_cmd_once(H.ctl, "trace on req_*");
+
+    CHECK(ctl_ok(v) && jm_u64(jm_get(v, "matched"), 0) >= 2,
+          "trace on req_* failed");
+    jm_free(v);
+    v = ctl_cmd_once(H.ctl, "trace list");
+    CHECK(ctl_ok(v), "trace list failed");
+    for (size_t i = 0; v && i < jm_count(jm_get(v, "events")); i++) {
+        const struct jm *e = jm_at(jm_get(v, "events"), i);
+        const char *name = jm_str(jm_get(e, "name"), "");
+        bool log = jm_bool(jm_get(e, "log"), false);
+
+        CHECK(log == (strncmp(name, "req_", 4) == 0), "event %s log %d", name, log);
+        on += log;
+    }
+    jm_free(v);
+    CHECK(on >= 2, "no req_* event enabled");
+    v = ctl_cmd_once(H.ctl, "trace off *");
+    CHECK(ctl_ok(v), "trace off * failed");
+    jm_free(v);
+}
+
 /* Every bad command is answered with ok:false and an error, one line each. */
 static void test_malformed(void)
 {
@@ -61,6 +96,8 @@ static void test_malformed(void)
         "stats reset please", "help me", "version 2",
         "\x01\x02\x7f\xff\xfe", "\"quoted\"", "{\"json\":1}", "MODE GET",
         "a b c d e f g h i j k l m n o p q r s", "modeget", "mode\tset\tpool\t0",
+        "trace", "trace on", "trace on nosuch_event", "trace off a b",
+        "trace list all",
     };
     int fd = ctl_open(H.ctl);
 
@@ -551,6 +588,8 @@ int main(int argc, char **argv)
     }
     check_alive("start");
     test_malformed();
+    check_alive("malformed commands");
+    test_trace_switch();
     test_long_lines();
     test_garbage(false, true);
     test_garbage(true, true);
