@@ -39,9 +39,13 @@ mkdir -p "$outdir"
 outdir=$(cd "$outdir" && pwd)
 
 # Modules the guest needs; the dependency closure and load order come from
-# modules.dep (busybox insmod does not resolve dependencies).
+# modules.dep (busybox insmod does not resolve dependencies).  virtio_console
+# gives the bench agent its virtio-serial port (/dev/vport*p*), a channel to
+# the host that does not go through the share.  Changing this list changes
+# the script's hash, which rebuilds every cached image (see image_ok).
 WANT_MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev
-              virtio_pci fuse virtiofs 9pnet netfs fscache 9p 9pnet_virtio)
+              virtio_pci fuse virtiofs 9pnet netfs fscache 9p 9pnet_virtio
+              virtio_console)
 
 self_hash=$(sha256sum "$0" | cut -d' ' -f1)
 

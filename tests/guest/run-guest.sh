@@ -29,6 +29,8 @@
 #   --9p-cache MODE       9p cache mode for the read-only host root (default
 #                         loose: 3-10x faster program start-up under TCG)
 #   --qemu PATH           QEMU binary (default qemu-system-x86_64)
+#   --qemu-arg ARG        one more QEMU argument, appended as is (repeatable;
+#                         e.g. a virtio-serial port for the bench agent)
 #   --quiet               do not stream the guest console to stdout
 #   --interactive         no script: a shell on the console (stdio)
 #
@@ -66,6 +68,7 @@ accel=tcg,thread=multi
 cpu=max
 cache9p=loose
 qemu=qemu-system-x86_64
+qemu_extra=()
 quiet=0
 interactive=0
 
@@ -89,6 +92,7 @@ while (($#)); do
         --cpu) need_arg "$@"; cpu=$2; shift ;;
         --9p-cache) need_arg "$@"; cache9p=$2; shift ;;
         --qemu) need_arg "$@"; qemu=$2; shift ;;
+        --qemu-arg) need_arg "$@"; qemu_extra+=("$2"); shift ;;
         --quiet) quiet=1 ;;
         --interactive) interactive=1 ;;
         -h|--help) usage; exit 0 ;;
@@ -287,6 +291,7 @@ else
     qemu_argv+=(-chardev "file,id=con,path=$console_log" -serial chardev:con)
 fi
 qemu_argv+=(-chardev "file,id=st,path=$status_log" -serial chardev:st)
+qemu_argv+=("${qemu_extra[@]}")
 log "qemu: ${qemu_argv[*]}"
 if ((interactive)); then
     # (a background job would get /dev/null as stdin: hand it ours explicitly)

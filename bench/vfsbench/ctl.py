@@ -1,0 +1,94 @@
+"""Client for the daemon's control socket (virtiofsd/CONTROL.md): one
+command line in, one JSON object out.  Standard library only."""
+import json
+import re
+import socket
+import time
+
+
+class ControlError(Exception):
+    pass
+
+
+def command(path, line, timeout=10.0):
+    """Send one control line, return the decoded JSON answer (ok or not)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(line.encode() + b"\n")
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in buf:
+            if time.monotonic() > deadline:
+                raise ControlError("control socket %s: no answer to %r within %g s" % (path, line, timeout))
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            buf += chunk
+    except OSError as e:
+        raise ControlError("control socket %s: %r: %s" % (path, line, e)) from e
+    finally:
+        s.close()
+    text = buf.split(b"\n", 1)[0]
+    if not text:
+        raise ControlError("control socket %s: empty answer to %r" % (path, line))
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise ControlError("control socket %s: bad JSON answer to %r: %s" % (path, line, e)) from e
+
+
+def checked(path, line, timeout=10.0):
+    r = command(path, line, timeout)
+    if not r.get("ok"):
+        raise ControlError("daemon refused %r: %s" % (line, r.get("error", r)))
+    return r
+
+
+def stats(path, timeout=10.0):
+    """The counter snapshot (STATS.md): the "stats" member of the answer."""
+    return checked(path, "stats", timeout)["stats"]
+
+
+_MODE_RE = re.compile(r"^(inline|pool:([1-9][0-9]*)|auto(?::([A-Za-z0-9_.=,-]+))?)$")
+
+
+def parse_mode(text):
+    """Validate a bench mode: inline, pool:N (N = 1..1024), auto or
+    auto:ARG.  Returns the normalised text; raises ValueError."""
+    m = _MODE_RE.match(text or "")
+    if not m:
+        raise ValueError("bad mode %r: want inline, pool:N (e.g. pool:16) or auto" % (text,))
+    if m.group(2) is not None and not 1 <= int(m.group(2)) <= 1024:
+        raise ValueError("bad mode %r: pool size must be 1..1024" % (text,))
+    return text
+
+
+def mode_line(mode):
+    """Control line that applies MODE to every queue."""
+    parse_mode(mode)
+    if mode == "inline":
+        return "mode set inline all"
+    if mode.startswith("pool:"):
+        return "mode set pool %s all" % mode.split(":", 1)[1]
+    # auto (when the daemon has it): pass its optional argument through
+    arg = mode.split(":", 1)[1] if ":" in mode else ""
+    return ("mode set auto %s all" % arg.replace(",", " ")).replace("  ", " ")
+
+
+def pool_size_of(mode):
+    return int(mode.split(":", 1)[1]) if mode.startswith("pool:") else 0
+
+
+def set_mode(path, mode, timeout=10.0):
+    """Apply MODE to all queues and check the answer says so.  Returns the
+    answer (its "queues" list is the new state)."""
+    r = checked(path, mode_line(mode), timeout)
+    want = mode.split(":", 1)[0]
+    for q in r.get("queues", []):
+        if q.get("mode") != want and want in ("inline", "pool"):
+            raise ControlError("after %r queue %s is in mode %r" % (mode_line(mode), q.get("queue"), q.get("mode")))
+        if want == "pool" and q.get("pool_size") != pool_size_of(mode):
+            raise ControlError("after %r queue %s has pool size %r" % (mode_line(mode), q.get("queue"), q.get("pool_size")))
+    return r
