@@ -6,7 +6,10 @@
  * Locking (vhost_user.h): pointers into guest memory (ring, wr_iov) are only
  * used while dev->vu.lock is held for reading.
  *   - A queue thread holds the read lock across a batch (pop, inline runs,
- *     replies, pushes).
+ *     replies, pushes). Its inline replies are pushed as they are made and
+ *     the guest is notified once when the ring runs empty, every
+ *     FV_BATCH_MAX replies, and before an exclusive section drops the lock
+ *     (fv_batch_flush); those requests finish after that notification.
  *   - Pool workers hold it around each request.
  *   - Side-pool requests (blocking ops) run without it on a private copy of
  *     the request and take it only to reply.
@@ -62,6 +65,14 @@
 #define fv_tsan_guest_acquire(dev) ((void)(dev))
 #endif
 
+/*
+ * Inline replies pushed by the queue thread before it notifies the guest
+ * once for all of them (fv_batch_flush). The ring running empty flushes
+ * earlier; this bounds how long a finished reply can wait for its
+ * notification while the guest keeps the ring busy.
+ */
+#define FV_BATCH_MAX 32
+
 /* How often a stopping queue re-interrupts side-pool lock waits. */
 #define FV_INTERRUPT_PERIOD_NS (10 * 1000 * 1000)
 /* ...and says so every second it keeps waiting. */
@@ -88,6 +99,11 @@ struct fv_queue {
     int kick_fd;
     struct vq_elem *elem;       /* pop scratch */
     bool stopping;              /* atomic: queue_stop() in progress */
+
+    /* queue thread only: inline replies pushed, notification pending */
+    struct fv_req *batch_head;
+    struct fv_req **batch_tail;
+    unsigned int batch_n;
 
     pthread_mutex_t lock;
     pthread_cond_t drained;     /* inflight reached 0 */
@@ -127,6 +143,8 @@ struct fv_dev {
 };
 
 static __thread struct fv_req *cur_req;
+/* The queue whose batch this (queue) thread is running, or NULL. */
+static __thread struct fv_queue *batch_q;
 /* 0: not initialized, 1: ready, -1: unshare failed (no FUSE ops here) */
 static __thread int thread_state;
 
@@ -365,6 +383,16 @@ static void fv_req_push(struct fv_req *req, const struct iovec *iov,
     req->t_reply = req_now(dev);
     trace_req_reply(req->q->idx, req->unique, req->error, len);
     fv_tsan_guest_release(dev);
+    if (!lock && batch_q == req->q) {
+        /* on the queue thread, in its batch: one notification at the end */
+        struct vq *vq = req_vq(req);
+
+        pthread_mutex_lock(&vq->push_lock);
+        vq_push_locked(vq, req->head, len);
+        pthread_mutex_unlock(&vq->push_lock);
+        req->notify_deferred = true;
+        return;
+    }
     if (vq_push_notify(req_vq(req), req->head, len))
         trace_notify_sent(req->q->idx, req->unique);
     else
@@ -449,10 +477,21 @@ static const struct fuse_custom_io fv_io = {
  * Requests answered by the transport itself (validation errors, no
  * session) have t_start set and t_reply == time of the error reply.
  */
+static void fv_batch_flush(struct fv_queue *q);
+
 static void fv_req_finish(struct fv_req *req)
 {
     struct fv_queue *q = req->q;
 
+    if (req->notify_deferred) {
+        /* finished by fv_batch_flush(), after the notification */
+        req->batch_next = NULL;
+        *q->batch_tail = req;
+        q->batch_tail = &req->batch_next;
+        if (++q->batch_n >= FV_BATCH_MAX)
+            fv_batch_flush(q);
+        return;
+    }
     trace_req_done(q->idx, req->unique, req->opcode,
                    req->t_start - req->t_pop, req->t_reply - req->t_start,
                    req->t_done - req->t_pop);
@@ -463,6 +502,41 @@ static void fv_req_finish(struct fv_req *req)
     if (--q->inflight == 0)
         pthread_cond_broadcast(&q->drained);
     pthread_mutex_unlock(&q->lock);
+}
+
+/*
+ * Notify the guest once for every reply the queue thread pushed since the
+ * last flush, then finish those requests. Queue thread, read lock held.
+ */
+static void fv_batch_flush(struct fv_queue *q)
+{
+    struct fv_dev *dev = q->dev;
+    struct vq *vq = &dev->vu.vring[q->idx].vq;
+    struct fv_req *req, *next;
+    uint64_t t_done;
+    bool sent;
+
+    if (!q->batch_n)
+        return;
+    pthread_mutex_lock(&vq->push_lock);
+    sent = vq_notify_batch_locked(vq, q->batch_n);
+    pthread_mutex_unlock(&vq->push_lock);
+    t_done = req_now(dev);
+    req = q->batch_head;
+    q->batch_head = NULL;
+    q->batch_tail = &q->batch_head;
+    q->batch_n = 0;
+    for (; req; req = next) {
+        next = req->batch_next;
+        /* one notify probe per request, as unbatched: the last one sent */
+        if (sent && !next)
+            trace_notify_sent(q->idx, req->unique);
+        else
+            trace_notify_suppressed(q->idx, req->unique);
+        req->t_done = t_done;
+        req->notify_deferred = false;
+        fv_req_finish(req);
+    }
 }
 
 /* ---- sessions ---- */
@@ -697,6 +771,8 @@ static void fv_run_exclusive(struct fv_req *req)
     int err = 0;
 
     req->mode = FV_MODE_INLINE;
+    /* the batch so far is notified before the ring can change under us */
+    fv_batch_flush(req->q);
     pthread_rwlock_unlock(&dev->vu.lock);
     fv_exclusive_begin(dev);
     req->t_start = req_now(dev);
@@ -922,11 +998,15 @@ static int fv_queue_process(struct fv_queue *q)
         enum fv_mode mode = dispatch_batch_mode(&dev->dispatch, q->idx);
 
         vq_disable_notify(vq);
+        batch_q = q;
         while ((r = vq_pop(vq, &dev->vu.mem, q->elem)) > 0) {
             fv_handle_elem(q, mode);
             if (popped < INT_MAX)
                 popped++;
         }
+        /* ring empty (or broken): the guest hears about the batch now */
+        fv_batch_flush(q);
+        batch_q = NULL;
         if (r < 0)
             return r;
         vq_enable_notify(vq);
@@ -1234,6 +1314,7 @@ struct fv_dev *fv_dev_new(const struct fv_config *cfg,
         q->idx = i;
         q->kick_fd = -1;
         q->stop_fd = -1;
+        q->batch_tail = &q->batch_head;
         pthread_mutex_init(&q->lock, NULL);
         cond_init_monotonic(&q->drained);
     }

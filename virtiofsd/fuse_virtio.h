@@ -13,6 +13,8 @@
  *   runner (queue thread inline | pool worker | side pool):
  *       t_start -> fuse_session_process_buf -> writev cb (t_reply)
  *       -> used-ring push + notify (t_done) -> fv_req_finish()
+ *   Inline replies made on the queue thread are pushed at once but notified
+ *   once per batch (fv_batch_flush): t_done is the batch's notification.
  */
 #ifndef VFS_FUSE_VIRTIO_H
 #define VFS_FUSE_VIRTIO_H
@@ -54,6 +56,8 @@ struct fv_req {
     unsigned int vflags;     /* FV_VALIDATE_* the request was checked with */
     unsigned int wr_num;
     uint64_t wr_len;
+    bool notify_deferred;    /* pushed; the queue thread notifies later */
+    struct fv_req *batch_next;  /* queue thread's list of such requests */
     struct iovec wr_iov[];   /* the chain's writable buffers */
 };
 

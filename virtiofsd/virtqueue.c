@@ -440,6 +440,17 @@ bool vq_notify_locked(struct vq *vq)
     return true;
 }
 
+bool vq_notify_batch_locked(struct vq *vq, unsigned int pushes)
+{
+    if (pushes > 1 && vq->counters && vq_ready(vq)) {
+        uint64_t *c = &vq->counters->notify_suppressed;
+
+        __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + pushes - 1,
+                         __ATOMIC_RELAXED);
+    }
+    return vq_notify_locked(vq);
+}
+
 bool vq_push_notify(struct vq *vq, uint16_t head, uint32_t len)
 {
     bool sent;

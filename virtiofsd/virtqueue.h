@@ -118,6 +118,13 @@ bool vq_push_notify(struct vq *vq, uint16_t head, uint32_t len);
 /* Split variants for batching: push without notify, then notify once. */
 void vq_push_locked(struct vq *vq, uint16_t head, uint32_t len);
 bool vq_notify_locked(struct vq *vq);
+/*
+ * vq_notify_locked() after @pushes (>= 1) vq_push_locked() calls: the
+ * counters see one outcome per push, as with vq_push_notify() -- the
+ * first @pushes - 1 count as suppressed (folded into this notification),
+ * the last as sent or suppressed. Caller holds push_lock.
+ */
+bool vq_notify_batch_locked(struct vq *vq, unsigned int pushes);
 
 /*
  * With EVENT_IDX: publish avail_event = last_avail_idx so the guest kicks

@@ -724,6 +724,49 @@ static void test_no_interrupt_flag(void)
     fx_fini(&f);
 }
 
+/* vq_notify_batch_locked: one decision, one counted outcome per push */
+static void test_batch_notify_counters(void)
+{
+    struct fx f;
+    struct vq_counters c = { 0 };
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+
+    BEGIN(&f, "batched notification counters", 8, true, false);
+    vq_set_call_fd(&f.vq, efd);
+    vq_set_counters(&f.vq, &c);
+    set_used_event(&f, 0);
+    pthread_mutex_lock(&f.vq.push_lock);
+    vq_push_locked(&f.vq, 0, 0);
+    vq_push_locked(&f.vq, 1, 0);
+    vq_push_locked(&f.vq, 2, 0);                /* 0 -> 3 crosses 0 */
+    CHECK(vq_notify_batch_locked(&f.vq, 3));
+    pthread_mutex_unlock(&f.vq.push_lock);
+    CHECK_EQ(eventfd_take(efd), 1);
+    CHECK_EQ(c.notify_sent, 1);
+    CHECK_EQ(c.notify_suppressed, 2);
+
+    set_used_event(&f, 100);                     /* not crossed: none sent */
+    pthread_mutex_lock(&f.vq.push_lock);
+    vq_push_locked(&f.vq, 3, 0);
+    vq_push_locked(&f.vq, 4, 0);
+    CHECK(!vq_notify_batch_locked(&f.vq, 2));
+    pthread_mutex_unlock(&f.vq.push_lock);
+    CHECK_EQ(eventfd_take(efd), 0);
+    CHECK_EQ(c.notify_sent, 1);
+    CHECK_EQ(c.notify_suppressed, 4);           /* sent + suppressed = 5 pushes */
+
+    /* a batch of one is vq_notify_locked() */
+    set_used_event(&f, 5);
+    pthread_mutex_lock(&f.vq.push_lock);
+    vq_push_locked(&f.vq, 5, 0);
+    CHECK(vq_notify_batch_locked(&f.vq, 1));
+    pthread_mutex_unlock(&f.vq.push_lock);
+    CHECK_EQ(c.notify_sent, 2);
+    CHECK_EQ(c.notify_suppressed, 4);
+    vq_set_counters(&f.vq, NULL);
+    fx_fini(&f);
+}
+
 static void test_notify_enable_disable(void)
 {
     struct fx f;
@@ -1354,6 +1397,7 @@ int main(void)
     test_need_event_arithmetic();
     test_event_idx_notifications();
     test_no_interrupt_flag();
+    test_batch_notify_counters();
     test_notify_enable_disable();
     test_malformed_chains();
     test_good_then_bad();
