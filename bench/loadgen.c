@@ -743,6 +743,8 @@ static int setup_file(struct lg_shared *s)
             /* Look up first: upstream aborts on CREATE of an existing name
              * without O_EXCL. */
             ret = fc_lookup(ch, FUSE_ROOT_ID, name, &e);
+            if (ret == 0 && e.nodeid == 0)
+                ret = -ENOENT;      /* a negative entry (cache=auto/always) */
             if (ret == -ENOENT) {
                 ret = fc_create(ch, FUSE_ROOT_ID, name, O_RDWR | O_CREAT | O_EXCL, 0100644,
                                 &e, &o);
@@ -759,6 +761,8 @@ static int setup_file(struct lg_shared *s)
         return 0;
     }
     ret = fc_lookup(ch, FUSE_ROOT_ID, p->file_name, &e);
+    if (ret == 0 && e.nodeid == 0)
+        ret = -ENOENT;              /* a negative entry (cache=auto/always) */
     if (ret == 0) {
         ret = fc_open(ch, e.nodeid, O_RDWR, &o);
     } else if (ret == -ENOENT) {
