@@ -96,13 +96,18 @@ def tail(b):
     return b[-TAIL:]
 
 
-def meminfo():
+MEMINFO_KEYS = ("MemTotal", "MemFree", "MemAvailable", "Cached", "Dirty", "Writeback")
+
+
+def meminfo(keys=MEMINFO_KEYS):
+    """The /proc/meminfo lines named in @keys, as {KEY_kb: int} (also used
+    by the runner on the host)."""
     out = {}
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 k, v = line.split(":", 1)
-                if k in ("MemTotal", "MemFree", "MemAvailable", "Cached", "Dirty", "Writeback"):
+                if k in keys:
                     out[k + "_kb"] = int(v.split()[0])
     except OSError:
         pass

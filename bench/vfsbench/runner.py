@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 
-from . import ctl, jobs
+from . import agent, ctl, jobs
 from .guest import Guest, GuestError, REPO, RUN_GUEST
 
 UPSTREAM = "/usr/lib/qemu/virtiofsd"
@@ -413,16 +413,8 @@ def _first_line(argv):
 
 
 def host_meminfo():
-    out = {}
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                k, v = line.split(":", 1)
-                if k in ("MemTotal", "MemFree", "MemAvailable", "Cached", "Dirty", "Shmem"):
-                    out[k + "_kb"] = int(v.split()[0])
-    except OSError:
-        pass
-    return out
+    return agent.meminfo(("MemTotal", "MemFree", "MemAvailable", "Cached",
+                          "Dirty", "Shmem"))
 
 
 def host_facts():
