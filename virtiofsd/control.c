@@ -414,10 +414,14 @@ static void client_event(struct ctl *ctl, unsigned int slot, short revents)
  * connected clients have left (their hang-up may not have been polled yet,
  * e.g. many short-lived clients queued in the backlog).
  */
-static void ctl_reap(struct ctl *ctl)
+/*
+ * One pollfd per connected client into @pfd, its slot index into @slots;
+ * returns how many. Backpressure: no input while answers are unsent.
+ */
+static unsigned int ctl_client_pollfds(struct ctl *ctl, struct pollfd *pfd,
+                                       int *slots)
 {
-    struct pollfd pfd[CTL_MAX_CLIENTS];
-    unsigned int slots[CTL_MAX_CLIENTS], n = 0;
+    unsigned int n = 0;
 
     for (unsigned int i = 0; i < CTL_MAX_CLIENTS; i++) {
         struct ctl_client *c = ctl->clients[i];
@@ -428,8 +432,17 @@ static void ctl_reap(struct ctl *ctl)
             .fd = c->fd,
             .events = client_wants_out(c) ? POLLOUT : POLLIN,
         };
-        slots[n++] = i;
+        slots[n++] = (int)i;
     }
+    return n;
+}
+
+static void ctl_reap(struct ctl *ctl)
+{
+    struct pollfd pfd[CTL_MAX_CLIENTS];
+    int slots[CTL_MAX_CLIENTS];
+    unsigned int n = ctl_client_pollfds(ctl, pfd, slots);
+
     if (poll(pfd, n, 0) <= 0)
         return;
     for (unsigned int k = 0; k < n; k++) {
@@ -519,18 +532,7 @@ unsigned int ctl_fill_pollfds(struct ctl *ctl, struct pollfd *pfd)
         .events = POLLIN,
     };
     ctl->poll_slot[n++] = -1;
-    for (unsigned int i = 0; i < CTL_MAX_CLIENTS; i++) {
-        struct ctl_client *c = ctl->clients[i];
-
-        if (!c)
-            continue;
-        pfd[n] = (struct pollfd){
-            .fd = c->fd,
-            /* backpressure: no input while answers are unsent */
-            .events = client_wants_out(c) ? POLLOUT : POLLIN,
-        };
-        ctl->poll_slot[n++] = (int)i;
-    }
+    n += ctl_client_pollfds(ctl, pfd + n, ctl->poll_slot + n);
     return n;
 }
 
