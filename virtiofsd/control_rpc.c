@@ -170,10 +170,12 @@ static void append_queue(struct rpc *r, unsigned int q)
     dispatch_get_mode(d, q, &mode, &size);
     ctl_buf_addf(r->out,
                            "{\"queue\":%u,\"started\":%s,\"mode\":\"%s\","
-                           "\"pool_size\":%u,\"pool_threads\":%u}",
+                           "\"pool_size\":%u,\"pool_threads\":%u,"
+                           "\"pool_sched\":\"%s\"}",
                            q, fv_dev_queue_started(r->dev, q) ? "true" : "false",
                            dispatch_mode_name(mode), size,
-                           dispatch_pool_threads(size));
+                           dispatch_pool_threads(size),
+                           fv_pool_sched_name(dispatch_get_pool_sched(d, q)));
 }
 
 static void append_queues(struct rpc *r, const struct target *t)
@@ -353,6 +355,31 @@ static void cmd_pool_size(struct rpc *r, int argc, char **argv)
         apply(r, &t, true, FV_MODE_INLINE, (unsigned int)size);
 }
 
+static void cmd_pool_sched(struct rpc *r, int argc, char **argv)
+{
+    enum fv_pool_sched sched;
+    struct target t;
+    char qb[64];
+
+    if (argc < 1) {
+        rpc_error(r, "pool sched: expected 'batch' or 'normal'");
+        return;
+    }
+    if (fv_pool_sched_parse(argv[0], &sched) < 0) {
+        rpc_error(r, "pool sched: unknown policy '%s' (expected 'batch' or "
+                  "'normal')", quote(argv[0], qb, sizeof(qb)));
+        return;
+    }
+    if (!parse_target(r, argc - 1, argv + 1, &t))
+        return;
+    for (unsigned int q = t.first; q <= t.last; q++)
+        dispatch_set_pool_sched(fv_dev_dispatch(r->dev), q, sched);
+    vfs_info("control: %s", r->line);
+    ctl_buf_add(r->out, "{\"ok\":true,");
+    append_queues(r, &t);
+    ctl_buf_add(r->out, "}\n");
+}
+
 /* Event names and whether the log backend prints each. */
 static void cmd_trace_list(struct rpc *r, int argc, char **argv)
 {
@@ -420,6 +447,9 @@ static const struct rpc_cmd rpc_cmds[] = {
     { "mode", NULL, cmd_mode_get, "mode", "same as mode get all" },
     { "pool", "size", cmd_pool_size, "pool size SIZE [queue N|all]",
       "resize the pools (1..1024) without changing the mode" },
+    { "pool", "sched", cmd_pool_sched, "pool sched batch|normal [queue N|all]",
+      "pool threads' scheduling policy from their next request (SCHED_BATCH "
+      "or SCHED_OTHER), in any mode" },
     { "trace", "list", cmd_trace_list, "trace list",
       "trace events and whether the log backend prints them" },
     { "trace", "on", cmd_trace_on, "trace on PATTERN",

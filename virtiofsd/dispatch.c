@@ -6,7 +6,10 @@
 #include "dispatch.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "trace_events.h"
@@ -24,11 +27,54 @@ const char *dispatch_mode_name(enum fv_mode mode)
     return mode_names[mode];
 }
 
+/*
+ * The policy this thread runs under, as last set here; -1 before the
+ * first request. GLib lends non-exclusive pool threads to every pool, so
+ * a thread may serve queues with different policies: it switches on the
+ * first request of the other kind (one syscall), not on every request.
+ */
+static __thread int pool_thread_sched = -1;
+
+/* Linux's struct sched_attr (sched_setattr(2)); glibc 2.36 has no wrapper. */
+struct pool_sched_attr {
+    uint32_t size;
+    uint32_t sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime, sched_deadline, sched_period;
+};
+
+static void pool_thread_take_sched(int want, const char *who)
+{
+    struct pool_sched_attr attr = { .size = sizeof(attr) };
+
+    if (want == pool_thread_sched)
+        return;
+    /*
+     * Why batch: on a shared CPU a woken SCHED_OTHER worker preempts the
+     * queue thread inside g_thread_pool_push (it still holds the pool's
+     * lock), blocks on that lock and switches back: two extra context
+     * switches per hand-off (STATS.md, "Pool threads' policy"). Nice
+     * stays 0: no privilege is needed either way.
+     */
+    attr.sched_policy = want == FV_POOL_SCHED_BATCH ? SCHED_BATCH : SCHED_OTHER;
+    if (syscall(SYS_sched_setattr, 0, &attr, 0) < 0)
+        vfs_warn_ratelimited("%s thread policy %s: %s", who,
+                             fv_pool_sched_name(
+                                 (enum fv_pool_sched)want),
+                             strerror(errno));
+    /* on failure too: do not retry on every request */
+    pool_thread_sched = want;
+}
+
 static void pool_worker(gpointer data, gpointer user_data)
 {
     struct dispatch_queue *dq = user_data;
 
     (void)__atomic_load_n(&dq->handoff, __ATOMIC_ACQUIRE);
+    pool_thread_take_sched(__atomic_load_n(&dq->pool_sched, __ATOMIC_RELAXED),
+                           "pool");
     dq->d->run(data, FV_MODE_POOL);
 }
 
@@ -37,6 +83,8 @@ static void side_worker(gpointer data, gpointer user_data)
     struct dispatch *d = user_data;
 
     (void)__atomic_load_n(&d->side_handoff, __ATOMIC_ACQUIRE);
+    /* side threads keep the default policy: a granted lock runs promptly */
+    pool_thread_take_sched(FV_POOL_SCHED_NORMAL, "side pool");
     d->run(data, FV_MODE_SIDE);
 }
 
@@ -46,12 +94,14 @@ unsigned int dispatch_pool_threads(unsigned int pool_size)
 }
 
 int dispatch_init(struct dispatch *d, unsigned int nqueues,
-                  unsigned int pool_size, dispatch_run_fn run)
+                  unsigned int pool_size, enum fv_pool_sched pool_sched,
+                  dispatch_run_fn run)
 {
     GError *err = NULL;
 
     if (!run || nqueues == 0 || nqueues > VU_MAX_QUEUES ||
-        pool_size > DISPATCH_MAX_POOL_SIZE)
+        pool_size > DISPATCH_MAX_POOL_SIZE ||
+        (unsigned int)pool_sched >= FV_POOL_SCHED_COUNT)
         return -EINVAL;
     memset(d, 0, sizeof(*d));
     d->run = run;
@@ -63,6 +113,7 @@ int dispatch_init(struct dispatch *d, unsigned int nqueues,
         dq->idx = i;
         dq->mode = pool_size ? FV_MODE_POOL : FV_MODE_INLINE;
         dq->pool_size = pool_size;
+        dq->pool_sched = (int)pool_sched;
         pthread_mutex_init(&dq->lock, NULL);
     }
     /*
@@ -237,4 +288,22 @@ int dispatch_get_mode(struct dispatch *d, unsigned int qidx,
     if (pool_size)
         *pool_size = __atomic_load_n(&d->q[qidx].pool_size, __ATOMIC_RELAXED);
     return 0;
+}
+
+int dispatch_set_pool_sched(struct dispatch *d, unsigned int qidx,
+                            enum fv_pool_sched sched)
+{
+    if (qidx >= d->nqueues || (unsigned int)sched >= FV_POOL_SCHED_COUNT)
+        return -EINVAL;
+    __atomic_store_n(&d->q[qidx].pool_sched, (int)sched, __ATOMIC_RELAXED);
+    return 0;
+}
+
+enum fv_pool_sched dispatch_get_pool_sched(struct dispatch *d,
+                                           unsigned int qidx)
+{
+    if (qidx >= d->nqueues)
+        return FV_POOL_SCHED_BATCH;
+    return (enum fv_pool_sched)__atomic_load_n(&d->q[qidx].pool_sched,
+                                               __ATOMIC_RELAXED);
 }

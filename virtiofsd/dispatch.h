@@ -42,6 +42,7 @@ struct dispatch_queue {
     unsigned int idx;
     int mode;                   /* enum fv_mode, atomic */
     unsigned int pool_size;     /* atomic; the pool runs max(pool_size, 1) */
+    int pool_sched;             /* enum fv_pool_sched, atomic */
     pthread_mutex_t lock;       /* pool pointer vs set_mode */
     GThreadPool *pool;          /* between dispatch_queue_start/stop */
     /*
@@ -62,11 +63,13 @@ struct dispatch {
 
 /*
  * Every queue starts in pool mode with @pool_size threads when
- * @pool_size > 0, inline otherwise (--thread-pool-size). Creates the side
- * pool. Returns 0 or -errno.
+ * @pool_size > 0, inline otherwise (--thread-pool-size), its pool threads
+ * running under @pool_sched (--pool-sched). Creates the side pool.
+ * Returns 0 or -errno.
  */
 int dispatch_init(struct dispatch *d, unsigned int nqueues,
-                  unsigned int pool_size, dispatch_run_fn run);
+                  unsigned int pool_size, enum fv_pool_sched pool_sched,
+                  dispatch_run_fn run);
 /* Every queue must be stopped. */
 void dispatch_destroy(struct dispatch *d);
 
@@ -96,6 +99,16 @@ int dispatch_get_mode(struct dispatch *d, unsigned int qidx,
                       enum fv_mode *mode, unsigned int *pool_size);
 /* Threads the queue's pool may run now: max(pool_size, 1). */
 unsigned int dispatch_pool_threads(unsigned int pool_size);
+
+/*
+ * Live: the policy the queue's pool threads take before its next request
+ * (each thread checks at the start of every request it runs; the change is
+ * one sched_setattr when the policy differs). Thread-safe. 0 or -EINVAL.
+ */
+int dispatch_set_pool_sched(struct dispatch *d, unsigned int qidx,
+                            enum fv_pool_sched sched);
+enum fv_pool_sched dispatch_get_pool_sched(struct dispatch *d,
+                                           unsigned int qidx);
 
 const char *dispatch_mode_name(enum fv_mode mode);
 

@@ -1113,6 +1113,7 @@ char *fv_dev_stats_json(struct fv_dev *dev)
 
         dispatch_get_mode(&dev->dispatch, i, &live[i].mode,
                           &live[i].pool_size);
+        live[i].pool_sched = dispatch_get_pool_sched(&dev->dispatch, i);
         pthread_mutex_lock(&q->lock);
         live[i].inflight = q->inflight;
         live[i].inflight_max = q->inflight_max;
@@ -1280,7 +1281,9 @@ struct fv_dev *fv_dev_new(const struct fv_config *cfg,
         return NULL;
     }
     nreq = cfg->max_request_queues ? cfg->max_request_queues : 1;
-    if (nreq > VU_MAX_QUEUES - 1 || cfg->thread_pool_size > DISPATCH_MAX_POOL_SIZE) {
+    if (nreq > VU_MAX_QUEUES - 1 ||
+        cfg->thread_pool_size > DISPATCH_MAX_POOL_SIZE ||
+        (unsigned int)cfg->pool_sched >= FV_POOL_SCHED_COUNT) {
         errno = EINVAL;
         return NULL;
     }
@@ -1299,7 +1302,7 @@ struct fv_dev *fv_dev_new(const struct fv_config *cfg,
     fuse_set_log_func(fv_fuse_log);
 
     if (dispatch_init(&dev->dispatch, dev->nqueues, cfg->thread_pool_size,
-                      fv_run) < 0) {
+                      cfg->pool_sched, fv_run) < 0) {
         free(dev);
         errno = ENOMEM;
         return NULL;

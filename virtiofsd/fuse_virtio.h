@@ -26,6 +26,8 @@
 #define FUSE_USE_VERSION 34
 #include <fuse_lowlevel.h>
 
+#include "pool_sched.h"
+
 /* Where a request ran. Stats (a later issue) are keyed by this. */
 enum fv_mode {
     FV_MODE_INLINE = 0, /* on the queue thread */
@@ -63,6 +65,7 @@ struct fv_req {
 
 struct fv_config {
     unsigned int thread_pool_size;  /* 0: inline; N: per-queue pool of N */
+    enum fv_pool_sched pool_sched;  /* every queue's, at start (0: batch) */
     unsigned int max_request_queues;/* reported to the frontend (>= 1) */
     /*
      * Per-request counters (STATS.md). false (--stats=off): no timestamps
@@ -72,7 +75,7 @@ struct fv_config {
     bool stats;
 };
 
-/* Defaults: inline, one request queue, stats on. */
+/* Defaults: inline, one request queue, stats on, pool sched batch. */
 void fv_config_default(struct fv_config *cfg);
 
 struct fv_dev;

@@ -698,6 +698,7 @@ static int run(struct vfs_options *o, const char *source)
 
     memset(&fcfg, 0, sizeof(fcfg));
     fcfg.thread_pool_size = o->thread_pool_size;
+    fcfg.pool_sched = o->pool_sched;
     fcfg.max_request_queues = VFS_MAX_REQUEST_QUEUES;
     fcfg.stats = o->stats;
     dev = fv_dev_new(&fcfg, &lo_ops, sizeof(lo_ops), lo);

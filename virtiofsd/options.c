@@ -441,6 +441,17 @@ static int a_thread_pool_size(struct vfs_options *o, const char *v,
     return ret;
 }
 
+static int a_pool_sched(struct vfs_options *o, const char *v, struct perr *e)
+{
+    enum fv_pool_sched sched;
+
+    if (fv_pool_sched_parse(v, &sched) < 0)
+        return fail(e, "--pool-sched: invalid value '%s' (expected batch or "
+                    "normal)", v);
+    o->pool_sched = sched;
+    return 0;
+}
+
 static int a_rlimit_nofile(struct vfs_options *o, const char *v,
                            struct perr *e)
 {
@@ -524,6 +535,7 @@ static const struct arg_opt arg_opts[] = {
     { "--socket-group", true, a_socket_group },
     { "--fd", true, a_fd },
     { "--thread-pool-size", true, a_thread_pool_size },
+    { "--pool-sched", true, a_pool_sched },
     { "--rlimit-nofile", true, a_rlimit_nofile },
     { "--seccomp", true, a_seccomp },
     { "--stats", true, a_stats },
@@ -807,6 +819,11 @@ void vfs_options_print_help(FILE *out, const char *prog)
 "                               (listening, or already connected)\n"
 "    --thread-pool-size=NUM     thread pool size limit (default 0:\n"
 "                               requests run on the queue thread)\n"
+"    --pool-sched=batch|normal  scheduling policy of pool threads while they\n"
+"                               run requests: batch (SCHED_BATCH) does not\n"
+"                               preempt the queue thread on wake-up, normal\n"
+"                               (SCHED_OTHER) does; live: virtiofsctl pool\n"
+"                               sched (STATS.md). default: batch\n"
 "    --seccomp=kill|log|none    action for a syscall outside the allowlist:\n"
 "                               kill the process, allow and log it to the\n"
 "                               audit log (dmesg), or no filter\n"
@@ -934,8 +951,10 @@ char *vfs_options_describe(const struct vfs_options *o)
             o->allow_direct_io ? "on" : "off",
             o->announce_submounts ? "on" : "off",
             o->killpriv_v2 ? "on" : "off");
-    fprintf(f, " thread-pool-size=%u sandbox=%s seccomp=%s modcaps=",
-            o->thread_pool_size, vfs_sandbox_mode_name(o->sandbox),
+    fprintf(f, " thread-pool-size=%u pool-sched=%s sandbox=%s seccomp=%s"
+            " modcaps=", o->thread_pool_size,
+            fv_pool_sched_name(o->pool_sched),
+            vfs_sandbox_mode_name(o->sandbox),
             vfs_seccomp_mode_name(o->seccomp));
     describe_modcaps(f, o->modcaps_add, o->modcaps_drop);
     if (o->rlimit_nofile_set)

@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "log.h"
+#include "pool_sched.h"
 
 enum vfs_cache_mode {
     VFS_CACHE_AUTO,
@@ -70,6 +71,7 @@ struct vfs_options {
 
     /* request execution */
     unsigned int thread_pool_size;  /* 0: inline on the queue thread */
+    enum fv_pool_sched pool_sched;  /* --pool-sched (0: batch) */
     unsigned int max_idle_threads;  /* accepted for compatibility, no effect */
 
     /* confinement */

@@ -725,11 +725,12 @@ static void json_queue(struct sbuf *g, unsigned int idx,
     sbuf_printf(g, ",\"inflight\":%u,\"inflight_max\":%u,"
                            "\"notify_sent\":%" PRIu64
                            ",\"notify_suppressed\":%" PRIu64 ",\"pool\":{"
-                           "\"threads\":%u,\"busy\":%u,\"idle\":%u,"
+                           "\"sched\":\"%s\",\"threads\":%u,\"busy\":%u,\"idle\":%u,"
                            "\"queued\":%u},\"mode_switches\":%" PRIu64
                            ",\"ops\":[",
                            live->inflight, live->inflight_max,
                            qs->notify_sent, qs->notify_suppressed,
+                           fv_pool_sched_name(live->pool_sched),
                            live->pool_threads, qs->pool_busy, idle,
                            live->pool_queued, qs->mode_switches);
     for (unsigned int o = 0; o < STATS_OP_SLOTS; o++) {

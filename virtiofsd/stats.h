@@ -142,6 +142,7 @@ struct stats_queue_live {
     unsigned int inflight_max;
     unsigned int pool_threads;  /* threads the pool runs now */
     unsigned int pool_queued;   /* requests waiting for a pool thread */
+    enum fv_pool_sched pool_sched;
 };
 
 struct stats_live {

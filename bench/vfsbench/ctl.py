@@ -51,44 +51,60 @@ def stats(path, timeout=10.0):
     return checked(path, "stats", timeout)["stats"]
 
 
-_MODE_RE = re.compile(r"^(inline|pool:([1-9][0-9]*)|auto(?::([A-Za-z0-9_.=,-]+))?)$")
+_MODE_RE = re.compile(r"^(inline|pool:([1-9][0-9]*)(?::(batch|normal))?"
+                      r"|auto(?::([A-Za-z0-9_.=,-]+))?)$")
 
 
 def parse_mode(text):
-    """Validate a bench mode: inline, pool:N (N = 1..1024), auto or
-    auto:ARG.  Returns the normalised text; raises ValueError."""
+    """Validate a bench mode: inline, pool:N (N = 1..1024), pool:N:batch,
+    pool:N:normal (also the pool threads' policy), auto or auto:ARG.
+    Returns the normalised text; raises ValueError."""
     m = _MODE_RE.match(text or "")
     if not m:
-        raise ValueError("bad mode %r: want inline, pool:N (e.g. pool:16) or auto" % (text,))
+        raise ValueError("bad mode %r: want inline, pool:N[:batch|:normal] (e.g. pool:16) or auto" % (text,))
     if m.group(2) is not None and not 1 <= int(m.group(2)) <= 1024:
         raise ValueError("bad mode %r: pool size must be 1..1024" % (text,))
     return text
 
 
 def mode_line(mode):
-    """Control line that applies MODE to every queue."""
+    """Control line that applies MODE's execution mode to every queue."""
     parse_mode(mode)
     if mode == "inline":
         return "mode set inline all"
     if mode.startswith("pool:"):
-        return "mode set pool %s all" % mode.split(":", 1)[1]
+        return "mode set pool %d all" % pool_size_of(mode)
     # auto (when the daemon has it): pass its optional argument through
     arg = mode.split(":", 1)[1] if ":" in mode else ""
     return ("mode set auto %s all" % arg.replace(",", " ")).replace("  ", " ")
 
 
 def pool_size_of(mode):
-    return int(mode.split(":", 1)[1]) if mode.startswith("pool:") else 0
+    return int(mode.split(":")[1]) if mode.startswith("pool:") else 0
+
+
+def pool_sched_of(mode):
+    """The policy a pool:N:POLICY mode names, or None (leave it)."""
+    parts = mode.split(":")
+    return parts[2] if mode.startswith("pool:") and len(parts) > 2 else None
 
 
 def set_mode(path, mode, timeout=10.0):
-    """Apply MODE to all queues and check the answer says so.  Returns the
-    answer (its "queues" list is the new state)."""
-    r = checked(path, mode_line(mode), timeout)
+    """Apply MODE to all queues (and its pool policy, if it names one) and
+    check the answers say so.  Returns the last answer (its "queues" list
+    is the new state)."""
+    lines = [mode_line(mode)]
+    sched = pool_sched_of(mode)
+    if sched:
+        lines.append("pool sched %s all" % sched)
     want = mode.split(":", 1)[0]
-    for q in r.get("queues", []):
-        if q.get("mode") != want and want in ("inline", "pool"):
-            raise ControlError("after %r queue %s is in mode %r" % (mode_line(mode), q.get("queue"), q.get("mode")))
-        if want == "pool" and q.get("pool_size") != pool_size_of(mode):
-            raise ControlError("after %r queue %s has pool size %r" % (mode_line(mode), q.get("queue"), q.get("pool_size")))
+    for line in lines:
+        r = checked(path, line, timeout)
+        for q in r.get("queues", []):
+            if q.get("mode") != want and want in ("inline", "pool"):
+                raise ControlError("after %r queue %s is in mode %r" % (line, q.get("queue"), q.get("mode")))
+            if want == "pool" and q.get("pool_size") != pool_size_of(mode):
+                raise ControlError("after %r queue %s has pool size %r" % (line, q.get("queue"), q.get("pool_size")))
+            if sched and line.startswith("pool sched") and q.get("pool_sched") != sched:
+                raise ControlError("after %r queue %s has pool policy %r" % (line, q.get("queue"), q.get("pool_sched")))
     return r

@@ -50,6 +50,8 @@ def say(msg):
 
 RUN_EPILOG = """\
 modes (--a/--b, live A/B): inline | pool:N (N threads per queue, 1..1024) |
+  pool:N:batch | pool:N:normal (also the pool threads' policy, `pool sched`;
+  plain pool:N leaves it as the daemon has it) |
   auto or auto:ARG (passed to the daemon as `mode set auto [ARG]`, when it has it)
 
 live A/B (default): one daemon with --control-socket, one boot; for every job
@@ -325,6 +327,12 @@ def make_plan(args):
                 mb = ctl.parse_mode(args.b or "pool:16")
         except ValueError as e:
             raise UsageError(str(e))
+        pol = [ctl.pool_sched_of(m) for m in (ma, mb)]
+        if (pol[0] is None) != (pol[1] is None) and \
+                all(m.startswith("pool:") for m in (ma, mb)):
+            # the policy set for one side would stay for the other's runs
+            raise UsageError("--a %s --b %s: give both pool sides a policy "
+                             "(pool:N:batch / pool:N:normal) or neither" % (ma, mb))
         cmd = args.daemon if args.daemon else default_daemon_cmd(args.build_dir)
         d = Daemon(cmd, args.allow_direct_io)
         if not d.has_control:
