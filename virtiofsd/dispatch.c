@@ -7,8 +7,10 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -29,9 +31,9 @@ const char *dispatch_mode_name(enum fv_mode mode)
 
 /*
  * The policy this thread runs under, as last set here; -1 before the
- * first request. GLib lends non-exclusive pool threads to every pool, so
- * a thread may serve queues with different policies: it switches on the
- * first request of the other kind (one syscall), not on every request.
+ * first request. A pool thread checks it before every request (the policy
+ * can change live); GLib lends side-pool threads to other GLib pools, so
+ * those set theirs too. A change is one syscall.
  */
 static __thread int pool_thread_sched = -1;
 
@@ -52,11 +54,10 @@ static void pool_thread_take_sched(int want, const char *who)
     if (want == pool_thread_sched)
         return;
     /*
-     * Why batch: on a shared CPU a woken SCHED_OTHER worker preempts the
-     * queue thread inside g_thread_pool_push (it still holds the pool's
-     * lock), blocks on that lock and switches back: two extra context
-     * switches per hand-off (STATS.md, "Pool threads' policy"). Nice
-     * stays 0: no privilege is needed either way.
+     * batch: a worker woken on the queue thread's CPU waits for its turn
+     * instead of preempting it, so the queue thread hands off its whole
+     * batch first; but it also waits behind busy vCPU threads (STATS.md,
+     * "Pool hand-off"). Nice stays 0: no privilege is needed either way.
      */
     attr.sched_policy = want == FV_POOL_SCHED_BATCH ? SCHED_BATCH : SCHED_OTHER;
     if (syscall(SYS_sched_setattr, 0, &attr, 0) < 0)
@@ -68,14 +69,117 @@ static void pool_thread_take_sched(int want, const char *who)
     pool_thread_sched = want;
 }
 
-static void pool_worker(gpointer data, gpointer user_data)
+/* Next queued request, or NULL; pool->mu held. */
+static struct fv_req *pool_take(struct dispatch_pool *pool)
 {
-    struct dispatch_queue *dq = user_data;
+    struct fv_req *req = pool->head;
 
-    (void)__atomic_load_n(&dq->handoff, __ATOMIC_ACQUIRE);
-    pool_thread_take_sched(__atomic_load_n(&dq->pool_sched, __ATOMIC_RELAXED),
-                           "pool");
-    dq->d->run(data, FV_MODE_POOL);
+    if (req) {
+        pool->head = req->pool_next;
+        if (!pool->head)
+            pool->tail = NULL;
+        req->pool_next = NULL;
+        pool->queued--;
+    }
+    return req;
+}
+
+static void *pool_thread(void *arg)
+{
+    struct dispatch_queue *dq = arg;
+    struct dispatch_pool *pool = &dq->pool;
+    char name[16];
+
+    snprintf(name, sizeof(name), "vfs-pool%u", dq->idx);
+    pthread_setname_np(pthread_self(), name);
+    pthread_mutex_lock(&pool->mu);
+    for (;;) {
+        struct fv_req *req = pool_take(pool);
+        struct timespec ts;
+        int r;
+
+        if (req) {
+            pthread_mutex_unlock(&pool->mu);
+            pool_thread_take_sched(
+                __atomic_load_n(&dq->pool_sched, __ATOMIC_RELAXED), "pool");
+            dq->d->run(req, FV_MODE_POOL);
+            pthread_mutex_lock(&pool->mu);
+            continue;
+        }
+        /* nothing queued: a closed or shrunk pool loses this thread */
+        if (!pool->running || pool->threads > pool->max)
+            break;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += DISPATCH_POOL_IDLE_S;
+        pool->idle++;
+        r = pthread_cond_timedwait(&pool->work, &pool->mu, &ts);
+        pool->idle--;
+        if (pool->signaled)
+            pool->signaled--;
+        if (r == ETIMEDOUT && !pool->head)
+            break;
+    }
+    pool->threads--;
+    if (!pool->threads)
+        pthread_cond_broadcast(&pool->gone);
+    pthread_mutex_unlock(&pool->mu);
+    return NULL;
+}
+
+/*
+ * Queue @req on the pool: wake an idle thread (after unlocking), else start
+ * one if below max, else a running thread takes it when it is done.
+ */
+static void pool_submit(struct dispatch_queue *dq, struct fv_req *req)
+{
+    struct dispatch_pool *pool = &dq->pool;
+    bool wake = false, spawn = false;
+    pthread_attr_t attr;
+    pthread_t th;
+    int r;
+
+    req->pool_next = NULL;
+    pthread_mutex_lock(&pool->mu);
+    if (pool->tail)
+        pool->tail->pool_next = req;
+    else
+        pool->head = req;
+    pool->tail = req;
+    pool->queued++;
+    if (pool->idle > pool->signaled) {
+        pool->signaled++;
+        wake = true;
+    } else if (pool->threads < pool->max) {
+        pool->threads++;
+        spawn = true;
+    }
+    pthread_mutex_unlock(&pool->mu);
+    if (wake)
+        pthread_cond_signal(&pool->work);
+    if (!spawn)
+        return;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    r = pthread_create(&th, &attr, pool_thread, dq);
+    pthread_attr_destroy(&attr);
+    if (!r)
+        return;
+    vfs_warn_ratelimited("queue %u: pool thread: %s", dq->idx, strerror(r));
+    pthread_mutex_lock(&pool->mu);
+    pool->threads--;
+    if (pool->threads) {
+        /* the others take it */
+        pthread_mutex_unlock(&pool->mu);
+        return;
+    }
+    /* no thread at all: whatever is queued runs here, not never */
+    while ((req = pool_take(pool))) {
+        pthread_mutex_unlock(&pool->mu);
+        dq->d->run(req, FV_MODE_INLINE);
+        pthread_mutex_lock(&pool->mu);
+    }
+    pthread_cond_broadcast(&pool->gone);
+    pthread_mutex_unlock(&pool->mu);
 }
 
 static void side_worker(gpointer data, gpointer user_data)
@@ -86,6 +190,27 @@ static void side_worker(gpointer data, gpointer user_data)
     /* side threads keep the default policy: a granted lock runs promptly */
     pool_thread_take_sched(FV_POOL_SCHED_NORMAL, "side pool");
     d->run(data, FV_MODE_SIDE);
+}
+
+static void pool_init(struct dispatch_pool *pool, unsigned int max)
+{
+    pthread_condattr_t attr;
+
+    memset(pool, 0, sizeof(*pool));
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&pool->work, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_cond_init(&pool->gone, NULL);
+    pool->max = max;
+}
+
+static void pool_destroy(struct dispatch_pool *pool)
+{
+    pthread_cond_destroy(&pool->work);
+    pthread_cond_destroy(&pool->gone);
+    pthread_mutex_destroy(&pool->mu);
 }
 
 unsigned int dispatch_pool_threads(unsigned int pool_size)
@@ -115,6 +240,7 @@ int dispatch_init(struct dispatch *d, unsigned int nqueues,
         dq->pool_size = pool_size;
         dq->pool_sched = (int)pool_sched;
         pthread_mutex_init(&dq->lock, NULL);
+        pool_init(&dq->pool, dispatch_pool_threads(pool_size));
     }
     /*
      * Non-exclusive: threads are borrowed from GLib's shared set and only
@@ -125,8 +251,10 @@ int dispatch_init(struct dispatch *d, unsigned int nqueues,
     if (!d->side) {
         vfs_err("side pool: %s", err ? err->message : "failed");
         g_clear_error(&err);
-        for (unsigned int i = 0; i < nqueues; i++)
+        for (unsigned int i = 0; i < nqueues; i++) {
             pthread_mutex_destroy(&d->q[i].lock);
+            pool_destroy(&d->q[i].pool);
+        }
         return -ENOMEM;
     }
     return 0;
@@ -139,6 +267,7 @@ void dispatch_destroy(struct dispatch *d)
     for (unsigned int i = 0; i < d->nqueues; i++) {
         dispatch_queue_stop(d, i);
         pthread_mutex_destroy(&d->q[i].lock);
+        pool_destroy(&d->q[i].pool);
     }
     if (d->side)
         g_thread_pool_free(d->side, FALSE, TRUE);
@@ -148,50 +277,43 @@ void dispatch_destroy(struct dispatch *d)
 
 int dispatch_queue_start(struct dispatch *d, unsigned int qidx)
 {
-    struct dispatch_queue *dq;
-    GThreadPool *pool;
-    GError *err = NULL;
+    struct dispatch_pool *pool;
 
     if (qidx >= d->nqueues)
         return -EINVAL;
-    dq = &d->q[qidx];
-    pthread_mutex_lock(&dq->lock);
-    if (dq->pool) {
-        pthread_mutex_unlock(&dq->lock);
-        return 0;
-    }
-    /* Shared-thread semantics like upstream's g_thread_pool_new(.., FALSE). */
-    pool = g_thread_pool_new(pool_worker, dq,
-                             dispatch_pool_threads(__atomic_load_n(
-                                 &dq->pool_size, __ATOMIC_RELAXED)),
-                             FALSE, &err);
-    if (!pool) {
-        vfs_err("queue %u: thread pool: %s", qidx,
-                err ? err->message : "failed");
-        g_clear_error(&err);
-        pthread_mutex_unlock(&dq->lock);
-        return -ENOMEM;
-    }
-    dq->pool = pool;
-    pthread_mutex_unlock(&dq->lock);
+    pool = &d->q[qidx].pool;
+    pthread_mutex_lock(&pool->mu);
+    pool->running = true;
+    pthread_mutex_unlock(&pool->mu);
     return 0;
 }
 
 void dispatch_queue_stop(struct dispatch *d, unsigned int qidx)
 {
-    struct dispatch_queue *dq;
-    GThreadPool *pool;
+    struct dispatch_pool *pool;
 
     if (qidx >= d->nqueues)
         return;
-    dq = &d->q[qidx];
-    pthread_mutex_lock(&dq->lock);
-    pool = dq->pool;
-    dq->pool = NULL;
-    pthread_mutex_unlock(&dq->lock);
-    /* Nothing is queued by now; wait for workers still returning. */
-    if (pool)
-        g_thread_pool_free(pool, FALSE, TRUE);
+    pool = &d->q[qidx].pool;
+    pthread_mutex_lock(&pool->mu);
+    pool->running = false;
+    pthread_cond_broadcast(&pool->work);
+    /* nothing is queued by now: every thread leaves its wait and exits */
+    while (pool->threads)
+        pthread_cond_wait(&pool->gone, &pool->mu);
+    pool->signaled = 0;
+    pthread_mutex_unlock(&pool->mu);
+}
+
+void dispatch_pool_counts(struct dispatch *d, unsigned int qidx,
+                          unsigned int *threads, unsigned int *queued)
+{
+    struct dispatch_pool *pool = &d->q[qidx].pool;
+
+    pthread_mutex_lock(&pool->mu);
+    *threads = pool->threads;
+    *queued = pool->queued;
+    pthread_mutex_unlock(&pool->mu);
 }
 
 enum fv_mode dispatch_batch_mode(struct dispatch *d, unsigned int qidx)
@@ -206,22 +328,8 @@ void dispatch_submit(struct dispatch *d, unsigned int qidx, enum fv_mode mode,
 
     switch (mode) {
     case FV_MODE_POOL:
-        /*
-         * The pool pointer is set before the queue thread starts and
-         * cleared after it is joined, so the queue thread reads it
-         * without the lock.
-         */
-        if (d->q[qidx].pool) {
-            __atomic_fetch_add(&d->q[qidx].handoff, 1, __ATOMIC_RELEASE);
-            /* On failure the task stays queued for an existing thread. */
-            if (!g_thread_pool_push(d->q[qidx].pool, req, &err)) {
-                vfs_warn_ratelimited("queue %u: pool push: %s", qidx,
-                                     err ? err->message : "failed");
-                g_clear_error(&err);
-            }
-            return;
-        }
-        break;
+        pool_submit(&d->q[qidx], req);
+        return;
     case FV_MODE_SIDE:
         __atomic_fetch_add(&d->side_handoff, 1, __ATOMIC_RELEASE);
         if (!g_thread_pool_push(d->side, req, &err)) {
@@ -248,18 +356,12 @@ int dispatch_set_mode(struct dispatch *d, unsigned int qidx, enum fv_mode mode,
     dq = &d->q[qidx];
     pthread_mutex_lock(&dq->lock);
     __atomic_store_n(&dq->pool_size, pool_size, __ATOMIC_RELAXED);
-    if (dq->pool) {
-        GError *err = NULL;
-
-        if (!g_thread_pool_set_max_threads(dq->pool,
-                                           (gint)dispatch_pool_threads(pool_size),
-                                           &err)) {
-            vfs_warn("queue %u: resizing pool to %u: %s", qidx,
-                     dispatch_pool_threads(pool_size),
-                     err ? err->message : "failed");
-            g_clear_error(&err);
-        }
-    }
+    pthread_mutex_lock(&dq->pool.mu);
+    dq->pool.max = dispatch_pool_threads(pool_size);
+    /* idle threads above the new size exit now, busy ones when done */
+    if (dq->pool.threads > dq->pool.max)
+        pthread_cond_broadcast(&dq->pool.work);
+    pthread_mutex_unlock(&dq->pool.mu);
     /*
      * Resize first so a switch to pool finds the pool at its new size.
      * Relaxed is enough for the mode: the queue thread only decides where
@@ -303,7 +405,7 @@ enum fv_pool_sched dispatch_get_pool_sched(struct dispatch *d,
                                            unsigned int qidx)
 {
     if (qidx >= d->nqueues)
-        return FV_POOL_SCHED_BATCH;
+        return FV_POOL_SCHED_NORMAL;
     return (enum fv_pool_sched)__atomic_load_n(&d->q[qidx].pool_sched,
                                                __ATOMIC_RELAXED);
 }

@@ -3,14 +3,16 @@
  * Execution modes: where a popped request runs (DESIGN.md "Modes").
  *
  *   inline  on the queue thread that popped it
- *   pool    on the queue's GThreadPool (non-exclusive, like upstream)
+ *   pool    on the queue's pool of worker threads (struct dispatch_pool;
+ *           upstream uses a GThreadPool, whose hand-off costs two more
+ *           context switches per request on a shared CPU)
  *   side    blocking ops (SETLKW) on one small pool per device, whatever
  *           the queue's mode, so a lock wait never stalls a ring
  *
  * The mode is an atomic per-queue value, read once per popped batch by the
  * queue thread, so it can be flipped live (control socket, a later issue).
- * A queue's pool exists from queue start to queue stop whatever the mode,
- * and is resized in place, so switching to pool never creates it on the
+ * A queue's pool is open from queue start to queue stop whatever the mode,
+ * and is resized in place, so switching to pool never sets it up on the
  * hot path.
  *
  * Locking is the runner's business (fuse_virtio.c): dispatch only decides
@@ -27,6 +29,8 @@
 #include "fuse_virtio.h"
 #include "vhost_user.h"
 
+/* Seconds an idle pool thread waits for work before it exits. */
+#define DISPATCH_POOL_IDLE_S 10
 /* Threads of the per-device side pool (blocking ops). */
 #define DISPATCH_SIDE_THREADS 16
 /* Upper bound accepted for a queue's pool size. */
@@ -37,20 +41,35 @@ typedef void (*dispatch_run_fn)(struct fv_req *req, enum fv_mode mode);
 
 struct dispatch;
 
+/*
+ * A queue's pool: a FIFO of requests and up to max worker threads, made on
+ * demand and gone after DISPATCH_POOL_IDLE_S idle seconds. The hand-off
+ * wakes an idle worker after the lock is released, so the worker does not
+ * run into the lock the submitter still holds (GLib's GThreadPool signals
+ * under its lock: on a shared CPU the woken worker preempts the queue
+ * thread, blocks on that lock and switches back; STATS.md "Pool hand-off").
+ */
+struct dispatch_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work;        /* idle workers wait here */
+    pthread_cond_t gone;        /* stop waits here for threads == 0 */
+    struct fv_req *head, *tail; /* queued requests, via fv_req.pool_next */
+    unsigned int queued;
+    unsigned int threads;       /* alive (running, idle or starting) */
+    unsigned int idle;          /* waiting on work */
+    unsigned int signaled;      /* wake-ups sent, not yet taken */
+    unsigned int max;           /* max(pool_size, 1) */
+    bool running;               /* between dispatch_queue_start/stop */
+};
+
 struct dispatch_queue {
     struct dispatch *d;
     unsigned int idx;
     int mode;                   /* enum fv_mode, atomic */
     unsigned int pool_size;     /* atomic; the pool runs max(pool_size, 1) */
     int pool_sched;             /* enum fv_pool_sched, atomic */
-    pthread_mutex_t lock;       /* pool pointer vs set_mode */
-    GThreadPool *pool;          /* between dispatch_queue_start/stop */
-    /*
-     * Release/acquire handoff of a request to a worker. GLib's queues
-     * synchronize with raw futexes that ThreadSanitizer cannot see; this
-     * atomic makes the handoff visible to it (and costs one locked add).
-     */
-    unsigned long handoff;
+    pthread_mutex_t lock;       /* orders set_mode callers */
+    struct dispatch_pool pool;
 };
 
 struct dispatch {
@@ -73,10 +92,16 @@ int dispatch_init(struct dispatch *d, unsigned int nqueues,
 /* Every queue must be stopped. */
 void dispatch_destroy(struct dispatch *d);
 
-/* Create the queue's pool (queue start). 0 or -errno. */
+/* Open the queue's pool (queue start; threads come on demand). 0. */
 int dispatch_queue_start(struct dispatch *d, unsigned int qidx);
-/* Free the queue's pool; nothing of the queue may be queued or running. */
+/*
+ * Close the queue's pool and wait for its threads to exit; nothing of the
+ * queue may be queued or running.
+ */
 void dispatch_queue_stop(struct dispatch *d, unsigned int qidx);
+/* Threads of the queue's pool now, and requests waiting for one. */
+void dispatch_pool_counts(struct dispatch *d, unsigned int qidx,
+                          unsigned int *threads, unsigned int *queued);
 
 /* The queue's mode for the batch about to be popped (one atomic load). */
 enum fv_mode dispatch_batch_mode(struct dispatch *d, unsigned int qidx);

@@ -1109,7 +1109,6 @@ char *fv_dev_stats_json(struct fv_dev *dev)
     memset(live, 0, sizeof(live));
     for (unsigned int i = 0; i < dev->nqueues; i++) {
         struct fv_queue *q = &dev->queues[i];
-        struct dispatch_queue *dq = &dev->dispatch.q[i];
 
         dispatch_get_mode(&dev->dispatch, i, &live[i].mode,
                           &live[i].pool_size);
@@ -1118,13 +1117,8 @@ char *fv_dev_stats_json(struct fv_dev *dev)
         live[i].inflight = q->inflight;
         live[i].inflight_max = q->inflight_max;
         pthread_mutex_unlock(&q->lock);
-        /* dq->lock: a stopping queue frees its pool under it */
-        pthread_mutex_lock(&dq->lock);
-        if (dq->pool) {
-            live[i].pool_threads = g_thread_pool_get_num_threads(dq->pool);
-            live[i].pool_queued = g_thread_pool_unprocessed(dq->pool);
-        }
-        pthread_mutex_unlock(&dq->lock);
+        dispatch_pool_counts(&dev->dispatch, i, &live[i].pool_threads,
+                             &live[i].pool_queued);
     }
     if (dev->dispatch.side) {
         l.side_threads = g_thread_pool_get_num_threads(dev->dispatch.side);

@@ -60,12 +60,13 @@ struct fv_req {
     uint64_t wr_len;
     bool notify_deferred;    /* pushed; the queue thread notifies later */
     struct fv_req *batch_next;  /* queue thread's list of such requests */
+    struct fv_req *pool_next;   /* the queue's pool FIFO (dispatch.c) */
     struct iovec wr_iov[];   /* the chain's writable buffers */
 };
 
 struct fv_config {
     unsigned int thread_pool_size;  /* 0: inline; N: per-queue pool of N */
-    enum fv_pool_sched pool_sched;  /* every queue's, at start (0: batch) */
+    enum fv_pool_sched pool_sched;  /* every queue's, at start (0: normal) */
     unsigned int max_request_queues;/* reported to the frontend (>= 1) */
     /*
      * Per-request counters (STATS.md). false (--stats=off): no timestamps
@@ -75,7 +76,7 @@ struct fv_config {
     bool stats;
 };
 
-/* Defaults: inline, one request queue, stats on, pool sched batch. */
+/* Defaults: inline, one request queue, stats on, pool sched normal. */
 void fv_config_default(struct fv_config *cfg);
 
 struct fv_dev;

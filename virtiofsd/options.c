@@ -446,8 +446,8 @@ static int a_pool_sched(struct vfs_options *o, const char *v, struct perr *e)
     enum fv_pool_sched sched;
 
     if (fv_pool_sched_parse(v, &sched) < 0)
-        return fail(e, "--pool-sched: invalid value '%s' (expected batch or "
-                    "normal)", v);
+        return fail(e, "--pool-sched: invalid value '%s' (expected normal or "
+                    "batch)", v);
     o->pool_sched = sched;
     return 0;
 }
@@ -819,11 +819,11 @@ void vfs_options_print_help(FILE *out, const char *prog)
 "                               (listening, or already connected)\n"
 "    --thread-pool-size=NUM     thread pool size limit (default 0:\n"
 "                               requests run on the queue thread)\n"
-"    --pool-sched=batch|normal  scheduling policy of pool threads while they\n"
-"                               run requests: batch (SCHED_BATCH) does not\n"
-"                               preempt the queue thread on wake-up, normal\n"
-"                               (SCHED_OTHER) does; live: virtiofsctl pool\n"
-"                               sched (STATS.md). default: batch\n"
+"    --pool-sched=normal|batch  scheduling policy of pool threads while they\n"
+"                               run requests: normal (SCHED_OTHER) or batch\n"
+"                               (SCHED_BATCH: a woken worker does not\n"
+"                               preempt; STATS.md \"Pool hand-off\"); live:\n"
+"                               virtiofsctl mode --sched. default: normal\n"
 "    --seccomp=kill|log|none    action for a syscall outside the allowlist:\n"
 "                               kill the process, allow and log it to the\n"
 "                               audit log (dmesg), or no filter\n"

@@ -71,7 +71,7 @@ struct vfs_options {
 
     /* request execution */
     unsigned int thread_pool_size;  /* 0: inline on the queue thread */
-    enum fv_pool_sched pool_sched;  /* --pool-sched (0: batch) */
+    enum fv_pool_sched pool_sched;  /* --pool-sched (0: normal) */
     unsigned int max_idle_threads;  /* accepted for compatibility, no effect */
 
     /* confinement */

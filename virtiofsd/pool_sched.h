@@ -5,10 +5,10 @@
  * threads' policy"). Header-only: the option parser and the transport
  * share the names.
  *
- *   batch   SCHED_BATCH: a worker woken by the queue thread does not
- *           preempt it, so the queue thread finishes its batch and sleeps
- *           first
- *   normal  SCHED_OTHER: the worker may preempt the thread that woke it
+ *   normal  SCHED_OTHER (default): a woken worker may preempt the thread
+ *           running on its CPU, the queue thread or a vCPU thread
+ *   batch   SCHED_BATCH: a woken worker does not preempt; the queue thread
+ *           finishes its batch first, but a vCPU thread does too
  */
 #ifndef VFS_POOL_SCHED_H
 #define VFS_POOL_SCHED_H
@@ -17,18 +17,18 @@
 #include <string.h>
 
 enum fv_pool_sched {
-    FV_POOL_SCHED_BATCH = 0,
-    FV_POOL_SCHED_NORMAL = 1,
+    FV_POOL_SCHED_NORMAL = 0,   /* the default */
+    FV_POOL_SCHED_BATCH = 1,
     FV_POOL_SCHED_COUNT
 };
 
 static inline const char *fv_pool_sched_name(enum fv_pool_sched sched)
 {
     switch (sched) {
-    case FV_POOL_SCHED_BATCH:
-        return "batch";
     case FV_POOL_SCHED_NORMAL:
         return "normal";
+    case FV_POOL_SCHED_BATCH:
+        return "batch";
     default:
         return "unknown";
     }

@@ -55,6 +55,8 @@ static void usage(FILE *f)
 "  mode [--queue N] inline             run requests on the queue thread\n"
 "  mode [--queue N] pool [--threads N] run them on the queue's pool\n"
 "  mode [--queue N] --threads N        resize the pool, keep the mode\n"
+"  mode [--queue N] --sched batch|normal\n"
+"        pool threads' scheduling policy (SCHED_BATCH / SCHED_OTHER)\n"
 "        (default: every queue; N is the virtqueue index, 0 = hiprio)\n"
 "  reset                               restart the counters from zero\n"
 "  raw 'LINE'                          send LINE, print the JSON answer\n",
@@ -681,20 +683,21 @@ static void print_modes(const struct jm *v, bool all)
     const struct jm *qs = jm_get(v, "queues");
     size_t shown = 0;
 
-    printf("%-6s %-8s %-7s %9s %8s\n", "QUEUE", "STARTED", "MODE",
-           "POOL_SIZE", "THREADS");
+    printf("%-6s %-8s %-7s %9s %8s %-6s\n", "QUEUE", "STARTED", "MODE",
+           "POOL_SIZE", "THREADS", "SCHED");
     for (size_t i = 0; i < jm_count(qs); i++) {
         const struct jm *q = jm_at(qs, i);
 
         if (!all && !jm_bool(jm_get(q, "started"), true))
             continue;
         shown++;
-        printf("%-6llu %-8s %-7s %9llu %8llu\n",
+        printf("%-6llu %-8s %-7s %9llu %8llu %-6s\n",
                (unsigned long long)jm_u64(jm_get(q, "queue"), 0),
                jm_bool(jm_get(q, "started"), false) ? "yes" : "no",
                jm_str(jm_get(q, "mode"), "?"),
                (unsigned long long)jm_u64(jm_get(q, "pool_size"), 0),
-               (unsigned long long)jm_u64(jm_get(q, "pool_threads"), 0));
+               (unsigned long long)jm_u64(jm_get(q, "pool_threads"), 0),
+               jm_str(jm_get(q, "pool_sched"), "?"));
     }
     if (!shown)
         printf("(no queue started; --all lists every queue)\n");
@@ -716,17 +719,19 @@ static int cmd_mode(int fd, int argc, char **argv)
     static const struct option lo[] = {
         { "queue", required_argument, NULL, 'q' },
         { "threads", required_argument, NULL, 'T' },
+        { "sched", required_argument, NULL, 'S' },
         { "all", no_argument, NULL, 'a' },
         { NULL, 0, NULL, 0 },
     };
     unsigned long queue = 0, threads = 0;
     bool have_queue = false, have_threads = false, all = false;
     char line[128], target[32] = "all", size[24] = "";
+    const char *sched = NULL;
     struct jm *v;
     int c;
 
     optind = 0;
-    while ((c = getopt_long(argc, argv, "q:T:a", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "q:T:S:a", lo, NULL)) != -1) {
         switch (c) {
         case 'q':
             if (!parse_num(optarg, 65535, &queue)) {
@@ -743,6 +748,14 @@ static int cmd_mode(int fd, int argc, char **argv)
             }
             have_threads = true;
             break;
+        case 'S':
+            if (strcmp(optarg, "batch") && strcmp(optarg, "normal")) {
+                fprintf(stderr, "%s: --sched: 'batch' or 'normal', not "
+                        "'%s'\n", prog, optarg);
+                return 2;
+            }
+            sched = optarg;
+            break;
         case 'a':
             all = true;
             break;
@@ -750,11 +763,17 @@ static int cmd_mode(int fd, int argc, char **argv)
             return 2;
         }
     }
+    if (sched && (have_threads || optind != argc)) {
+        fprintf(stderr, "%s: --sched goes alone (with --queue)\n", prog);
+        return 2;
+    }
     if (have_queue)
         snprintf(target, sizeof(target), "queue %lu", queue);
     if (have_threads)
         snprintf(size, sizeof(size), "%lu ", threads);
-    if (optind == argc) {
+    if (sched) {
+        snprintf(line, sizeof(line), "pool sched %s %s", sched, target);
+    } else if (optind == argc) {
         if (have_threads)
             snprintf(line, sizeof(line), "pool size %s%s", size, target);
         else

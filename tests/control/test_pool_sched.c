@@ -8,8 +8,8 @@
  * that ran requests in the phase (their voluntary context switches grew)
  * must all run under the phase's policy (SCHED_BATCH = 3, SCHED_OTHER = 0),
  * and the queue thread (vfs-vq1) stays SCHED_OTHER. Phases: the default
- * (batch), "pool sched normal", "pool sched batch" again, and a daemon
- * started with --pool-sched=normal. The answers of "mode get", "pool
+ * (normal), "pool sched batch", "pool sched normal" on one queue, and a
+ * daemon started with --pool-sched=batch. The answers of "mode get", "pool
  * sched" and "stats" must name the policy; bad arguments are refused.
  */
 #include <dirent.h>
@@ -173,8 +173,7 @@ static int phase(struct ch *h, int pid, int want, const char *what)
 
         if (!strcmp(after[i].comm, "vfs-vq1"))
             CHECK_EQ(after[i].policy, POLICY_OTHER);
-        if (strncmp(after[i].comm, "pool", 4) || !strcmp(after[i].comm,
-                                                         "pool-spawner"))
+        if (strncmp(after[i].comm, "vfs-pool", 8))
             continue;
         /* a new thread, or one that slept and woke during the phase */
         if (b && after[i].vcsw - b->vcsw < 2)
@@ -235,22 +234,22 @@ int main(int argc, char **argv)
     fprintf(stderr, "serving pid %d\n", pid);
 
     v = ctl_cmd_once(h.ctl, "mode get");
-    check_answer(v, "batch", 2);
-    jm_free(v);
-    check_stats(&h, "batch");
-    phase(&h, pid, POLICY_BATCH, "default (batch)");
-
-    v = ctl_cmd_once(h.ctl, "pool sched normal all");
     check_answer(v, "normal", 2);
     jm_free(v);
     check_stats(&h, "normal");
-    phase(&h, pid, POLICY_OTHER, "pool sched normal");
+    phase(&h, pid, POLICY_OTHER, "default (normal)");
 
-    v = ctl_cmd_once(h.ctl, "pool sched batch queue 1");
-    CHECK(ctl_ok(v), "pool sched batch queue 1");
+    v = ctl_cmd_once(h.ctl, "pool sched batch all");
+    check_answer(v, "batch", 2);
+    jm_free(v);
+    check_stats(&h, "batch");
+    phase(&h, pid, POLICY_BATCH, "pool sched batch");
+
+    v = ctl_cmd_once(h.ctl, "pool sched normal queue 1");
+    CHECK(ctl_ok(v), "pool sched normal queue 1");
     CHECK_EQ(jm_count(jm_get(v, "queues")), 1);
     jm_free(v);
-    phase(&h, pid, POLICY_BATCH, "pool sched batch queue 1");
+    phase(&h, pid, POLICY_OTHER, "pool sched normal queue 1");
 
     /* refused, and nothing changes */
     static const char *const bad[] = {
@@ -264,22 +263,22 @@ int main(int argc, char **argv)
         jm_free(v);
     }
     v = ctl_cmd_once(h.ctl, "mode get queue 1");
-    check_answer(v, "batch", 1);
+    check_answer(v, "normal", 1);
     jm_free(v);
     rc = ch_stop(&h);
     if (rc != T_PASS)
         return rc;
 
-    /* --pool-sched=normal from the start */
-    o.extra[0] = "--pool-sched=normal";
+    /* --pool-sched=batch from the start */
+    o.extra[0] = "--pool-sched=batch";
     rc = ch_start(&h2, argc, argv, &o);
     if (rc != T_PASS)
         return rc;
     pid = serving_pid(vuf_daemon_pid(h2.dmn));
     v = ctl_cmd_once(h2.ctl, "mode get");
-    check_answer(v, "normal", 2);
+    check_answer(v, "batch", 2);
     jm_free(v);
-    phase(&h2, pid, POLICY_OTHER, "--pool-sched=normal");
+    phase(&h2, pid, POLICY_BATCH, "--pool-sched=batch");
     rc = ch_stop(&h2);
     if (rc != T_PASS)
         return rc;

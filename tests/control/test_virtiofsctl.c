@@ -170,6 +170,21 @@ int main(int argc, char **argv)
     queue_state(2, mode, sizeof(mode), &size);
     CHECK(!strcmp(mode, "pool") && size == 5, "queue 2: %s %u", mode, size);
 
+    /* the pool threads' policy: default normal, then one queue batch */
+    CHECK_EQ(run(&out, "-s", H.ctl, "mode", NULL), 0);
+    CHECK(out && strstr(out, "SCHED") && count(out, " normal") == 3,
+          "mode output:\n%s", out);
+    free(out);
+    CHECK_EQ(run(&out, "-s", H.ctl, "mode", "--queue", "2", "--sched",
+                 "batch", NULL), 0);
+    CHECK(out && count(out, " batch") == 1 && count(out, " normal") == 0,
+          "output:\n%s", out);
+    free(out);
+    CHECK_EQ(run(&out, "-s", H.ctl, "mode", NULL), 0);
+    CHECK(out && count(out, " batch") == 1 && count(out, " normal") == 2,
+          "mode output:\n%s", out);
+    free(out);
+
     /* stats: what we sent shows up */
     CHECK_EQ(run(NULL, "-s", H.ctl, "reset", NULL), 0);
     getattrs(1, 40);
@@ -233,6 +248,8 @@ int main(int argc, char **argv)
     CHECK_EQ(run(NULL, "mode", "sideways", NULL), 2);
     CHECK_EQ(run(NULL, "mode", "--threads", "0", NULL), 2);
     CHECK_EQ(run(NULL, "mode", "inline", "--threads", "2", NULL), 2);
+    CHECK_EQ(run(NULL, "mode", "--sched", "fifo", NULL), 2);
+    CHECK_EQ(run(NULL, "mode", "pool", "--sched", "batch", NULL), 2);
     CHECK_EQ(run(NULL, "frobnicate", NULL), 2);
     CHECK_EQ(run(NULL, "top", "--iterations", "0", NULL), 2);
     CHECK_EQ(run(NULL, NULL), 2);
