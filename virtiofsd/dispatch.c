@@ -69,6 +69,23 @@ static void pool_thread_take_sched(int want, const char *who)
     pool_thread_sched = want;
 }
 
+/* The queue whose pool this thread belongs to; NULL on other threads. */
+static __thread struct dispatch_queue *pool_thread_dq;
+/* dispatch_pool_finishing() counted this thread in pool->looking */
+static __thread bool pool_thread_finishing;
+
+void dispatch_pool_finishing(void)
+{
+    struct dispatch_queue *dq = pool_thread_dq;
+
+    if (!dq || pool_thread_finishing)
+        return;
+    pthread_mutex_lock(&dq->pool.mu);
+    dq->pool.looking++;
+    pthread_mutex_unlock(&dq->pool.mu);
+    pool_thread_finishing = true;
+}
+
 /* Next queued request, or NULL; pool->mu held. */
 static struct fv_req *pool_take(struct dispatch_pool *pool)
 {
@@ -92,6 +109,7 @@ static void *pool_thread(void *arg)
 
     snprintf(name, sizeof(name), "vfs-pool%u", dq->idx);
     pthread_setname_np(pthread_self(), name);
+    pool_thread_dq = dq;
     pthread_mutex_lock(&pool->mu);
     for (;;) {
         struct fv_req *req = pool_take(pool);
@@ -104,6 +122,12 @@ static void *pool_thread(void *arg)
                 __atomic_load_n(&dq->pool_sched, __ATOMIC_RELAXED), "pool");
             dq->d->run(req, FV_MODE_POOL);
             pthread_mutex_lock(&pool->mu);
+            if (pool_thread_finishing) {
+                pool_thread_finishing = false;
+                pool->looking--;
+                if (pool->claimed)
+                    pool->claimed--;
+            }
             continue;
         }
         /* nothing queued: a closed or shrunk pool loses this thread */
@@ -127,48 +151,62 @@ static void *pool_thread(void *arg)
 }
 
 /*
- * Queue @req on the pool: wake an idle thread (after unlocking), else start
- * one if below max, else a running thread takes it when it is done.
+ * Decide who runs the @n requests just queued: a thread finishing its
+ * request takes one (it looks again within microseconds), else an idle
+ * thread is woken, else a new one starts while below max; running threads
+ * take the rest when they are done. pool->mu held.
  */
-static void pool_submit(struct dispatch_queue *dq, struct fv_req *req)
+static void pool_assign_locked(struct dispatch_pool *pool, unsigned int n,
+                               unsigned int *wake, unsigned int *spawn)
+{
+    for (; n; n--) {
+        if (pool->looking > pool->claimed) {
+            pool->claimed++;
+        } else if (pool->idle > pool->signaled) {
+            pool->signaled++;
+            (*wake)++;
+        } else if (pool->threads < pool->max) {
+            pool->threads++;
+            (*spawn)++;
+        } else {
+            break;
+        }
+    }
+}
+
+/* Carry out pool_assign_locked()'s decisions, without the lock. */
+static void pool_act(struct dispatch_queue *dq, unsigned int wake,
+                     unsigned int spawn)
 {
     struct dispatch_pool *pool = &dq->pool;
-    bool wake = false, spawn = false;
+    struct fv_req *req;
     pthread_attr_t attr;
-    pthread_t th;
-    int r;
+    unsigned int failed = 0;
 
-    req->pool_next = NULL;
-    pthread_mutex_lock(&pool->mu);
-    if (pool->tail)
-        pool->tail->pool_next = req;
-    else
-        pool->head = req;
-    pool->tail = req;
-    pool->queued++;
-    if (pool->idle > pool->signaled) {
-        pool->signaled++;
-        wake = true;
-    } else if (pool->threads < pool->max) {
-        pool->threads++;
-        spawn = true;
-    }
-    pthread_mutex_unlock(&pool->mu);
-    if (wake)
+    while (wake--)
         pthread_cond_signal(&pool->work);
     if (!spawn)
         return;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    r = pthread_create(&th, &attr, pool_thread, dq);
+    for (; spawn; spawn--) {
+        pthread_t th;
+        int r = pthread_create(&th, &attr, pool_thread, dq);
+
+        if (r) {
+            vfs_warn_ratelimited("queue %u: pool thread: %s", dq->idx,
+                                 strerror(r));
+            failed = spawn;
+            break;
+        }
+    }
     pthread_attr_destroy(&attr);
-    if (!r)
+    if (!failed)
         return;
-    vfs_warn_ratelimited("queue %u: pool thread: %s", dq->idx, strerror(r));
     pthread_mutex_lock(&pool->mu);
-    pool->threads--;
+    pool->threads -= failed;
     if (pool->threads) {
-        /* the others take it */
+        /* the others take what is queued */
         pthread_mutex_unlock(&pool->mu);
         return;
     }
@@ -180,6 +218,49 @@ static void pool_submit(struct dispatch_queue *dq, struct fv_req *req)
     }
     pthread_cond_broadcast(&pool->gone);
     pthread_mutex_unlock(&pool->mu);
+}
+
+/*
+ * Queue @req on the pool. Who runs it is decided at dispatch_flush() (end
+ * of the queue thread's batch) or every DISPATCH_POOL_WAKE_CHUNK requests:
+ * a worker woken mid-batch would preempt the queue thread on a shared CPU
+ * and ping-pong with it request by request.
+ */
+static void pool_submit(struct dispatch_queue *dq, struct fv_req *req)
+{
+    struct dispatch_pool *pool = &dq->pool;
+    unsigned int wake = 0, spawn = 0;
+
+    req->pool_next = NULL;
+    pthread_mutex_lock(&pool->mu);
+    if (pool->tail)
+        pool->tail->pool_next = req;
+    else
+        pool->head = req;
+    pool->tail = req;
+    pool->queued++;
+    if (++pool->deferred >= DISPATCH_POOL_WAKE_CHUNK) {
+        pool_assign_locked(pool, pool->deferred, &wake, &spawn);
+        pool->deferred = 0;
+    }
+    pthread_mutex_unlock(&pool->mu);
+    pool_act(dq, wake, spawn);
+}
+
+void dispatch_flush(struct dispatch *d, unsigned int qidx)
+{
+    struct dispatch_queue *dq = &d->q[qidx];
+    struct dispatch_pool *pool = &dq->pool;
+    unsigned int wake = 0, spawn = 0;
+
+    /* the queue thread alone sets deferred: no lock to find it zero */
+    if (!__atomic_load_n(&pool->deferred, __ATOMIC_RELAXED))
+        return;
+    pthread_mutex_lock(&pool->mu);
+    pool_assign_locked(pool, pool->deferred, &wake, &spawn);
+    pool->deferred = 0;
+    pthread_mutex_unlock(&pool->mu);
+    pool_act(dq, wake, spawn);
 }
 
 static void side_worker(gpointer data, gpointer user_data)
@@ -301,7 +382,7 @@ void dispatch_queue_stop(struct dispatch *d, unsigned int qidx)
     /* nothing is queued by now: every thread leaves its wait and exits */
     while (pool->threads)
         pthread_cond_wait(&pool->gone, &pool->mu);
-    pool->signaled = 0;
+    pool->signaled = pool->looking = pool->claimed = 0;
     pthread_mutex_unlock(&pool->mu);
 }
 

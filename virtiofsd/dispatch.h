@@ -29,6 +29,8 @@
 #include "fuse_virtio.h"
 #include "vhost_user.h"
 
+/* Pool requests a queue thread queues before it wakes workers anyway. */
+#define DISPATCH_POOL_WAKE_CHUNK 16
 /* Seconds an idle pool thread waits for work before it exits. */
 #define DISPATCH_POOL_IDLE_S 10
 /* Threads of the per-device side pool (blocking ops). */
@@ -58,6 +60,9 @@ struct dispatch_pool {
     unsigned int threads;       /* alive (running, idle or starting) */
     unsigned int idle;          /* waiting on work */
     unsigned int signaled;      /* wake-ups sent, not yet taken */
+    unsigned int looking;       /* threads past their reply, not back yet */
+    unsigned int claimed;       /* requests left for those (<= looking) */
+    unsigned int deferred;      /* queued, runner not chosen yet (flush) */
     unsigned int max;           /* max(pool_size, 1) */
     bool running;               /* between dispatch_queue_start/stop */
 };
@@ -99,6 +104,20 @@ int dispatch_queue_start(struct dispatch *d, unsigned int qidx);
  * queue may be queued or running.
  */
 void dispatch_queue_stop(struct dispatch *d, unsigned int qidx);
+/*
+ * The queue thread's batch ends (or must be seen whole, before an
+ * exclusive request): wake or start the pool threads its pool requests
+ * need. Queue thread only; cheap when nothing is pending.
+ */
+void dispatch_flush(struct dispatch *d, unsigned int qidx);
+/*
+ * Called by the runner on a pool thread right before it notifies the
+ * guest of its reply: the thread will look at the FIFO again within
+ * microseconds, so a request queued meanwhile is left to it instead of
+ * waking another thread (the notification often lets the guest's next
+ * request in before the finishing thread is back). No-op elsewhere.
+ */
+void dispatch_pool_finishing(void);
 /* Threads of the queue's pool now, and requests waiting for one. */
 void dispatch_pool_counts(struct dispatch *d, unsigned int qidx,
                           unsigned int *threads, unsigned int *queued);

@@ -393,6 +393,7 @@ static void fv_req_push(struct fv_req *req, const struct iovec *iov,
         req->notify_deferred = true;
         return;
     }
+    dispatch_pool_finishing();
     if (vq_push_notify(req_vq(req), req->head, len))
         trace_notify_sent(req->q->idx, req->unique);
     else
@@ -516,6 +517,8 @@ static void fv_batch_flush(struct fv_queue *q)
     uint64_t t_done;
     bool sent;
 
+    /* pool requests of the batch get their threads first */
+    dispatch_flush(&dev->dispatch, q->idx);
     if (!q->batch_n)
         return;
     pthread_mutex_lock(&vq->push_lock);
