@@ -265,6 +265,28 @@ int main(int argc, char **argv)
     v = ctl_cmd_once(h.ctl, "mode get queue 1");
     check_answer(v, "normal", 1);
     jm_free(v);
+
+    /*
+     * Idle pool threads exit after 10 s (under the seccomp filter: a
+     * syscall of thread exit outside the allowlist would kill the daemon),
+     * and the pool makes new ones on the next requests.
+     */
+    sleep(12);
+    {
+        static struct thr t[MAX_THREADS];
+        int n = read_threads(pid, t, MAX_THREADS), pool_threads = 0;
+
+        for (int i = 0; i < n; i++)
+            pool_threads += !strncmp(t[i].comm, "vfs-pool", 8);
+        CHECK(n > 0 && pool_threads == 0, "%d pool thread(s) left after 12 s "
+              "idle (%d threads)", pool_threads, n);
+        v = ctl_cmd_once(h.ctl, "stats");
+        CHECK(jm_u64(jm_path(v, "stats.queues.1.pool.threads"), 99) == 0,
+              "stats: pool threads after idle exit");
+        jm_free(v);
+    }
+    CHECK(ch_alive(&h), "daemon died while its pool threads exited");
+    phase(&h, pid, POLICY_OTHER, "after idle exit");
     rc = ch_stop(&h);
     if (rc != T_PASS)
         return rc;
