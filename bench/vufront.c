@@ -428,6 +428,29 @@ pid_t vuf_daemon_pid(const vuf_daemon *d)
     return d->pid;
 }
 
+pid_t vuf_daemon_serving_pid(const vuf_daemon *d)
+{
+    pid_t pid = d->pid;
+
+    for (int depth = 0; pid > 0 && depth < 4; depth++) {
+        char path[64];
+        FILE *f;
+        int child, n;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid,
+                 (int)pid);
+        f = fopen(path, "r");
+        if (!f)
+            break;
+        n = fscanf(f, "%d", &child);
+        fclose(f);
+        if (n != 1 || child <= 0)
+            break;
+        pid = child;
+    }
+    return pid;
+}
+
 const char *vuf_daemon_cmdline(const vuf_daemon *d)
 {
     return d->cmdline;

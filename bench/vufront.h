@@ -128,6 +128,9 @@ int vuf_daemon_spawn(const struct vuf_spawn_opts *o, vuf_daemon **out);
 /* The connected socket; ownership moves to the caller (pass it to vuf_dev_new). */
 int vuf_daemon_take_fd(vuf_daemon *d);
 pid_t vuf_daemon_pid(const vuf_daemon *d);
+/* The process that serves: a sandbox forks and its leaf child serves; the
+ * daemon's own pid when it did not fork (or /proc is unreadable). */
+pid_t vuf_daemon_serving_pid(const vuf_daemon *d);
 /* 1 if the daemon has exited (status in *wstatus, may be NULL), 0 if it is
  * still running after timeout_ms, -errno on error. */
 int vuf_daemon_wait(vuf_daemon *d, int timeout_ms, int *wstatus);

@@ -48,20 +48,6 @@ static int read_file(const char *path, char *buf, size_t len)
     return 0;
 }
 
-/* The process that runs the queues: the daemon, or its sandbox child. */
-static int serving_pid(int pid)
-{
-    char path[128], buf[256];
-
-    for (int depth = 0; depth < 3; depth++) {
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, pid);
-        if (read_file(path, buf, sizeof(buf)) < 0 || !buf[0])
-            return pid;
-        pid = atoi(buf);
-    }
-    return pid;
-}
-
 static int read_threads(int pid, struct thr *t, int max)
 {
     char path[128], buf[2048];
@@ -230,7 +216,7 @@ int main(int argc, char **argv)
 
     if (rc != T_PASS)
         return rc;
-    pid = serving_pid(vuf_daemon_pid(h.dmn));
+    pid = vuf_daemon_serving_pid(h.dmn);
     fprintf(stderr, "serving pid %d\n", pid);
 
     v = ctl_cmd_once(h.ctl, "mode get");
@@ -296,7 +282,7 @@ int main(int argc, char **argv)
     rc = ch_start(&h2, argc, argv, &o);
     if (rc != T_PASS)
         return rc;
-    pid = serving_pid(vuf_daemon_pid(h2.dmn));
+    pid = vuf_daemon_serving_pid(h2.dmn);
     v = ctl_cmd_once(h2.ctl, "mode get");
     check_answer(v, "batch", 2);
     jm_free(v);

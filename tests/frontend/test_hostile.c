@@ -535,23 +535,7 @@ static void host_check(struct hctx *x, const struct host_snap *s)
 /* The process that serves: sandboxes fork, the server is the leaf. */
 static pid_t serving_pid(void)
 {
-    pid_t pid = H.dmn ? vuf_daemon_pid(H.dmn) : -1;
-    for (int depth = 0; pid > 0 && depth < 4; depth++) {
-        char path[64];
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
-        FILE *f = fopen(path, "r");
-        if (!f) {
-            break;
-        }
-        int child;
-        int n = fscanf(f, "%d", &child);
-        fclose(f);
-        if (n != 1) {
-            break;
-        }
-        pid = child;
-    }
-    return pid;
+    return H.dmn ? vuf_daemon_serving_pid(H.dmn) : -1;
 }
 
 int hc_daemon_fds(void)

@@ -161,21 +161,7 @@ int tdaemon_start(struct tdaemon *t, const char *daemon, unsigned int pool,
 
 pid_t tdaemon_serving_pid(struct tdaemon *t)
 {
-    pid_t pid = vuf_daemon_pid(t->dmn);
-    char path[64];
-    long child = 0;
-    FILE *f;
-
-    /* the sandboxes fork once; the child serves (and is the only one) */
-    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid,
-             (int)pid);
-    f = fopen(path, "r");
-    if (f) {
-        if (fscanf(f, "%ld", &child) != 1)
-            child = 0;
-        fclose(f);
-    }
-    return child > 0 ? (pid_t)child : pid;
+    return vuf_daemon_serving_pid(t->dmn);
 }
 
 int tdaemon_stop(struct tdaemon *t)
