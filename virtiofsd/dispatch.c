@@ -30,10 +30,9 @@ const char *dispatch_mode_name(enum fv_mode mode)
 }
 
 /*
- * The policy this thread runs under, as last set here; -1 before the
- * first request. A pool thread checks it before every request (the policy
- * can change live); GLib lends side-pool threads to other GLib pools, so
- * those set theirs too. A change is one syscall.
+ * The policy this pool thread runs under, as last set here; -1 before its
+ * first request. Checked before every request (the policy can change
+ * live); a change is one syscall.
  */
 static __thread int pool_thread_sched = -1;
 
@@ -47,8 +46,9 @@ struct pool_sched_attr {
     uint64_t sched_runtime, sched_deadline, sched_period;
 };
 
-static void pool_thread_take_sched(int want, const char *who)
+static void pool_thread_take_sched(struct dispatch_queue *dq)
 {
+    int want = __atomic_load_n(&dq->pool_sched, __ATOMIC_RELAXED);
     struct pool_sched_attr attr = { .size = sizeof(attr) };
 
     if (want == pool_thread_sched)
@@ -61,9 +61,8 @@ static void pool_thread_take_sched(int want, const char *who)
      */
     attr.sched_policy = want == FV_POOL_SCHED_BATCH ? SCHED_BATCH : SCHED_OTHER;
     if (syscall(SYS_sched_setattr, 0, &attr, 0) < 0)
-        vfs_warn_ratelimited("%s thread policy %s: %s", who,
-                             fv_pool_sched_name(
-                                 (enum fv_pool_sched)want),
+        vfs_warn_ratelimited("queue %u: pool thread policy %s: %s", dq->idx,
+                             fv_pool_sched_name((enum fv_pool_sched)want),
                              strerror(errno));
     /* on failure too: do not retry on every request */
     pool_thread_sched = want;
@@ -80,9 +79,12 @@ void dispatch_pool_finishing(void)
 
     if (!dq || pool_thread_finishing)
         return;
-    pthread_mutex_lock(&dq->pool.mu);
-    dq->pool.looking++;
-    pthread_mutex_unlock(&dq->pool.mu);
+    /*
+     * No lock: a raised count only lets pool_assign_locked() leave a
+     * request to this thread, which is on its way to the FIFO; the count
+     * drops under the lock when it gets there.
+     */
+    __atomic_fetch_add(&dq->pool.looking, 1, __ATOMIC_RELAXED);
     pool_thread_finishing = true;
 }
 
@@ -118,13 +120,12 @@ static void *pool_thread(void *arg)
 
         if (req) {
             pthread_mutex_unlock(&pool->mu);
-            pool_thread_take_sched(
-                __atomic_load_n(&dq->pool_sched, __ATOMIC_RELAXED), "pool");
+            pool_thread_take_sched(dq);
             dq->d->run(req, FV_MODE_POOL);
             pthread_mutex_lock(&pool->mu);
             if (pool_thread_finishing) {
                 pool_thread_finishing = false;
-                pool->looking--;
+                __atomic_fetch_sub(&pool->looking, 1, __ATOMIC_RELAXED);
                 if (pool->claimed)
                     pool->claimed--;
             }
@@ -160,7 +161,8 @@ static void pool_assign_locked(struct dispatch_pool *pool, unsigned int n,
                                unsigned int *wake, unsigned int *spawn)
 {
     for (; n; n--) {
-        if (pool->looking > pool->claimed) {
+        if (__atomic_load_n(&pool->looking, __ATOMIC_RELAXED) >
+            pool->claimed) {
             pool->claimed++;
         } else if (pool->idle > pool->signaled) {
             pool->signaled++;
@@ -268,8 +270,6 @@ static void side_worker(gpointer data, gpointer user_data)
     struct dispatch *d = user_data;
 
     (void)__atomic_load_n(&d->side_handoff, __ATOMIC_ACQUIRE);
-    /* side threads keep the default policy: a granted lock runs promptly */
-    pool_thread_take_sched(FV_POOL_SCHED_NORMAL, "side pool");
     d->run(data, FV_MODE_SIDE);
 }
 
@@ -382,7 +382,8 @@ void dispatch_queue_stop(struct dispatch *d, unsigned int qidx)
     /* nothing is queued by now: every thread leaves its wait and exits */
     while (pool->threads)
         pthread_cond_wait(&pool->gone, &pool->mu);
-    pool->signaled = pool->looking = pool->claimed = 0;
+    pool->signaled = pool->claimed = 0;
+    __atomic_store_n(&pool->looking, 0, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&pool->mu);
 }
 

@@ -60,7 +60,9 @@ struct dispatch_pool {
     unsigned int threads;       /* alive (running, idle or starting) */
     unsigned int idle;          /* waiting on work */
     unsigned int signaled;      /* wake-ups sent, not yet taken */
-    unsigned int looking;       /* threads past their reply, not back yet */
+    unsigned int looking;       /* threads past their reply, not back yet;
+                                 * atomic: raised without mu, lowered
+                                 * under it */
     unsigned int claimed;       /* requests left for those (<= looking) */
     unsigned int deferred;      /* queued, runner not chosen yet (flush) */
     unsigned int max;           /* max(pool_size, 1) */
