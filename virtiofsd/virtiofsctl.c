@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "json_mini.h"
+#include "pool_sched.h"
 
 #define ENV_SOCKET "VIRTIOFSCTL_SOCKET"
 /* Biggest answer accepted (a stats snapshot is some 10-100 KB). */
@@ -748,14 +749,17 @@ static int cmd_mode(int fd, int argc, char **argv)
             }
             have_threads = true;
             break;
-        case 'S':
-            if (strcmp(optarg, "batch") && strcmp(optarg, "normal")) {
+        case 'S': {
+            enum fv_pool_sched ps;
+
+            if (fv_pool_sched_parse(optarg, &ps) < 0) {
                 fprintf(stderr, "%s: --sched: 'batch' or 'normal', not "
                         "'%s'\n", prog, optarg);
                 return 2;
             }
-            sched = optarg;
+            sched = fv_pool_sched_name(ps);
             break;
+        }
         case 'a':
             all = true;
             break;
