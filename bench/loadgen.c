@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -395,6 +396,7 @@ struct lg_shared {
     uint64_t submitted;         /* atomic, for --requests */
     pthread_barrier_t start;
     int failed;                 /* atomic */
+    int done_fd;                /* eventfd: a driver thread finished */
 };
 
 struct lg_thread;
@@ -424,6 +426,16 @@ struct lg_thread {
     struct lg_opstat op[LG_NOPS];
     uint64_t last_done;
     int err;
+    /*
+     * A thread that owns one queue sleeps in read() on its call eventfd
+     * (one syscall per wake-up, as close as user space gets to an irqfd);
+     * lg_run's watchdog then does the hang-up and stuck checks and wakes it
+     * with 'abort' set.  Atomics: progress (completions), abort.
+     */
+    bool blocking_wait;
+    uint64_t progress;
+    int abort;                 /* 0, -ECONNRESET or -ETIMEDOUT */
+    int finished;
 };
 
 static uint64_t rnd(uint64_t *s)
@@ -612,6 +624,8 @@ static void *thread_main(void *arg)
         pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
     }
     pthread_barrier_wait(&s->start);
+    /* else poll() below, as with several queues */
+    bool blocking = t->blocking_wait && vuf_vq_call_blocking(fc_chan_vq(t->ch[0]), true) == 0;
     if (s->p->spin) {
         for (unsigned q = 0; q < t->nch; q++) {
             vuf_vq_disarm(fc_chan_vq(t->ch[q]));
@@ -656,6 +670,7 @@ static void *thread_main(void *arg)
         }
         if (progress) {
             idle_since = 0;
+            __atomic_store_n(&t->progress, t->progress + 1, __ATOMIC_RELAXED);
             continue;
         }
         if (s->p->spin) {
@@ -689,6 +704,22 @@ static void *thread_main(void *arg)
         if (pending) {
             continue;
         }
+        if (blocking) {
+            /* the watchdog writes the call fd too, after setting 'abort' */
+            vuf_vq_ack_call(fc_chan_vq(t->ch[0]));
+            int ab = __atomic_load_n(&t->abort, __ATOMIC_ACQUIRE);
+            if (ab == -ECONNRESET) {
+                fprintf(stderr, "vfs-load: daemon disconnected\n");
+            } else if (ab) {
+                fprintf(stderr, "vfs-load: %u requests stuck for %d ms\n", inflight,
+                        timeout);
+            }
+            if (ab) {
+                t->err = ab;
+                goto out;
+            }
+            continue;
+        }
         pf[t->nch] = (struct pollfd){ .fd = vuf_dev_sock(s->dev), .events = POLLRDHUP };
         int r = poll(pf, t->nch + 1, 1000);
         for (unsigned q = 0; q < t->nch; q++) {
@@ -713,10 +744,80 @@ static void *thread_main(void *arg)
         }
     }
 out:
+    if (blocking) {
+        vuf_vq_call_blocking(fc_chan_vq(t->ch[0]), false);
+    }
     if (t->err) {
         __atomic_store_n(&s->failed, 1, __ATOMIC_RELAXED);
     }
+    __atomic_store_n(&t->finished, 1, __ATOMIC_RELAXED);
+    if (s->done_fd >= 0) {
+        eventfd_write(s->done_fd, 1);
+    }
     return NULL;
+}
+
+static void watchdog_abort(struct lg_thread *t, int why)
+{
+    int expect = 0;
+    if (t->blocking_wait && !__atomic_load_n(&t->finished, __ATOMIC_RELAXED) &&
+        __atomic_compare_exchange_n(&t->abort, &expect, why, false, __ATOMIC_RELEASE,
+                                    __ATOMIC_RELAXED)) {
+        eventfd_write(vuf_vq_call_fd(fc_chan_vq(t->ch[0])), 1);
+    }
+}
+
+/*
+ * Runs on lg_run's thread until every driver thread has finished: the
+ * hang-up and stuck checks for the threads that sleep in read() on their
+ * call eventfd (they cannot time out themselves).
+ */
+static void watchdog(struct lg_shared *s, struct lg_thread *th, unsigned n)
+{
+    uint64_t *seen = calloc(n, sizeof(*seen)), *since = calloc(n, sizeof(*since));
+    uint64_t limit = (uint64_t)vuf_dev_timeout(s->dev) * 1000000ull;
+    unsigned finished = 0;
+    bool hup = false;
+
+    if (s->done_fd < 0 || !seen || !since) {
+        free(seen);
+        free(since);
+        return;
+    }
+    while (finished < n) {
+        struct pollfd pf[2] = {
+            { .fd = s->done_fd, .events = POLLIN },
+            { .fd = vuf_dev_sock(s->dev), .events = POLLRDHUP },
+        };
+        int r = poll(pf, hup ? 1 : 2, 100);
+        if (r < 0 && errno != EINTR) {
+            break;
+        }
+        if (pf[0].revents & POLLIN) {
+            eventfd_t v;
+            if (eventfd_read(s->done_fd, &v) == 0) {
+                finished += (unsigned)v;
+            }
+        }
+        if (!hup && (pf[1].revents & (POLLHUP | POLLRDHUP | POLLERR))) {
+            hup = true;
+            for (unsigned i = 0; i < n; i++) {
+                watchdog_abort(&th[i], -ECONNRESET);
+            }
+        }
+        uint64_t now = vuf_now_ns();
+        for (unsigned i = 0; i < n; i++) {
+            uint64_t p = __atomic_load_n(&th[i].progress, __ATOMIC_RELAXED);
+            if (p != seen[i] || !since[i]) {
+                seen[i] = p;
+                since[i] = now;
+            } else if (now - since[i] > limit) {
+                watchdog_abort(&th[i], -ETIMEDOUT);
+            }
+        }
+    }
+    free(seen);
+    free(since);
 }
 
 static void pattern_fill(uint8_t *b, size_t n, uint64_t seed)
@@ -804,7 +905,7 @@ static int setup_file(struct lg_shared *s)
 
 int lg_run(struct lg_params *p, struct lg_result *r)
 {
-    struct lg_shared s = { .p = p };
+    struct lg_shared s = { .p = p, .done_fd = -1 };
     vuf_daemon *dmn = NULL;
     char sock[128], sockarg[160], logpath[128];
     int fd, ret;
@@ -902,6 +1003,7 @@ int lg_run(struct lg_params *p, struct lg_result *r)
     }
 
     struct lg_thread *th = calloc(p->threads, sizeof(*th));
+    s.done_fd = eventfd(0, EFD_CLOEXEC);
     pthread_barrier_init(&s.start, NULL, p->threads + 1);
     for (unsigned i = 0; i < p->threads; i++) {
         struct lg_thread *t = &th[i];
@@ -930,12 +1032,14 @@ int lg_run(struct lg_params *p, struct lg_result *r)
             sl->op = LG_OP_LOOKUP;
             sl->file = (i * 7919 + k) % (p->nfiles ? p->nfiles : 1);
         }
+        t->blocking_wait = t->nch == 1 && !p->spin && s.done_fd >= 0;
         pthread_create(&t->th, NULL, thread_main, t);
     }
     uint64_t t0 = vuf_now_ns();
     s.ramp_end = t0 + (uint64_t)(p->ramp * 1e9);
     s.end = s.ramp_end + (uint64_t)(p->duration * 1e9);
     pthread_barrier_wait(&s.start);
+    watchdog(&s, th, p->threads);
 
     uint64_t last_done = 0;
     for (unsigned k = 0; k < LG_NOPS; k++) {
@@ -1002,6 +1106,9 @@ int lg_run(struct lg_params *p, struct lg_result *r)
     }
     free(th);
     pthread_barrier_destroy(&s.start);
+    if (s.done_fd >= 0) {
+        close(s.done_fd);
+    }
 out:
     free(s.meta_nodes);
     fc_free(s.c);

@@ -1601,6 +1601,16 @@ void vuf_vq_ack_call(vuf_vq *q)
     }
 }
 
+int vuf_vq_call_blocking(vuf_vq *q, bool blocking)
+{
+    int fl = fcntl(q->call_fd, F_GETFL);
+    if (fl < 0) {
+        return -errno;
+    }
+    fl = blocking ? fl & ~O_NONBLOCK : fl | O_NONBLOCK;
+    return fcntl(q->call_fd, F_SETFL, fl) < 0 ? -errno : 0;
+}
+
 int vuf_vq_wait(vuf_vq *q, int timeout_ms)
 {
     uint64_t deadline = vuf_now_ns() + (uint64_t)timeout_ms * 1000000ull;

@@ -281,6 +281,9 @@ bool vuf_vq_has_used(vuf_vq *q);
 /* Eventfd to poll() yourself; after it fires call vuf_vq_ack_call(). */
 int vuf_vq_call_fd(const vuf_vq *q);
 void vuf_vq_ack_call(vuf_vq *q);
+/* Makes vuf_vq_ack_call() sleep until a call (blocking) or return at once
+ * (the default).  0 or -errno. */
+int vuf_vq_call_blocking(vuf_vq *q, bool blocking);
 /* Arms the notification and returns true if entries are already pending
  * (then do not sleep). */
 bool vuf_vq_arm(vuf_vq *q);
