@@ -334,6 +334,8 @@ static struct vq *req_vq(const struct fv_req *req)
     return &req->q->dev->vu.vring[req->q->idx].vq;
 }
 
+static void fv_req_publish(struct fv_req *req, uint32_t len, bool lock);
+
 /*
  * Write the reply @iov (NULL: none) into the chain and push it. Side-pool
  * requests take the read lock here; everyone else already holds it.
@@ -379,6 +381,17 @@ static void fv_req_push(struct fv_req *req, const struct iovec *iov,
         req->error = oh.error;
         len = (uint32_t)iov_to_iov(req->wr_iov, req->wr_num, iov, count);
     }
+    fv_req_publish(req, len, lock);
+}
+
+/*
+ * Return @req's chain with @len bytes written (reply already in place) and
+ * notify; releases the read lock fv_req_push() took when @lock.
+ */
+static void fv_req_publish(struct fv_req *req, uint32_t len, bool lock)
+{
+    struct fv_dev *dev = req->q->dev;
+
     req->out_len = len;
     req->t_reply = req_now(dev);
     trace_req_reply(req->q->idx, req->unique, req->error, len);
@@ -401,6 +414,62 @@ static void fv_req_push(struct fv_req *req, const struct iovec *iov,
     req->t_done = req_now(dev);
     if (lock)
         pthread_rwlock_unlock(&dev->vu.lock);
+}
+
+/*
+ * READ reply without a bounce buffer: preadv() from @fd straight into the
+ * chain's writable buffers after the fuse_out_header, then the header, then
+ * the push. Runs on the thread running the request, which holds the read
+ * lock (inline or pool), so wr_iov cannot go stale under the read.
+ */
+ssize_t fv_reply_read_fd(int fd, size_t size, off_t off)
+{
+    struct fv_req *req = cur_req;
+    const size_t hdr = sizeof(struct fuse_out_header);
+    struct iovec iov[VQ_MAX_IOV];
+    struct fuse_out_header oh;
+    struct iovec ohv = { .iov_base = &oh, .iov_len = sizeof(oh) };
+    size_t skip = hdr, want = size;
+    unsigned int n = 0;
+    ssize_t r;
+
+    /* side-pool requests run without the lock; anything odd: libfuse path */
+    if (!req || req->replied || req->opcode != FUSE_READ ||
+        req->mode == FV_MODE_SIDE ||
+        req->q->dev->vu.mem_generation != req->mem_gen ||
+        req->wr_len < hdr + (uint64_t)size)
+        return -EOPNOTSUPP;
+    for (unsigned int i = 0; i < req->wr_num && want; i++) {
+        uint8_t *b = req->wr_iov[i].iov_base;
+        size_t l = req->wr_iov[i].iov_len;
+
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        b += skip;
+        l -= skip;
+        skip = 0;
+        if (l > want)
+            l = want;
+        iov[n].iov_base = b;
+        iov[n].iov_len = l;
+        n++;
+        want -= l;
+    }
+    do {
+        r = n ? preadv(fd, iov, (int)n, off) : 0;
+    } while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -errno;
+    oh.len = (uint32_t)(hdr + (size_t)r);
+    oh.error = 0;
+    oh.unique = req->unique;
+    req->replied = true;
+    req->error = 0;
+    fv_req_publish(req, (uint32_t)iov_to_iov(req->wr_iov, req->wr_num, &ohv, 1) +
+                            (uint32_t)r, false);
+    return r;
 }
 
 /* Answer @req with @err (negative errno) without libfuse. */

@@ -117,6 +117,17 @@ void fv_dev_free(struct fv_dev *dev);
 /* The request being run by the calling thread, or NULL. */
 struct fv_req *fv_current_req(void);
 
+/*
+ * Answer the READ the calling thread is running with up to @size bytes at
+ * @off of @fd, read straight into the guest's reply buffers (no bounce
+ * buffer, no copy). Returns the bytes read, the reply sent (a short read
+ * is a short reply); the caller then frees its libfuse request with
+ * fuse_reply_none(). -EOPNOTSUPP: not possible here (not a READ on an
+ * inline/pool thread, say), nothing sent, reply the usual way. Another
+ * -errno: preadv() failed, nothing sent, reply with that error.
+ */
+ssize_t fv_reply_read_fd(int fd, size_t size, off_t off);
+
 /* Per-queue execution modes (dispatch.h), for the control socket. */
 struct dispatch;
 struct dispatch *fv_dev_dispatch(struct fv_dev *dev);

@@ -687,6 +687,7 @@ static int run(struct vfs_options *o, const char *source)
     lcfg.readdirplus = o->readdirplus;
     lcfg.announce_submounts = o->announce_submounts;
     lcfg.killpriv_v2 = o->killpriv_v2;
+    lcfg.read_reply = fv_reply_read_fd;
     lo = lo_data_new(&lcfg);
     if (!lo) {
         vfs_err("cannot open the shared directory %s: %s", source,

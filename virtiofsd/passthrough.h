@@ -12,6 +12,7 @@
 #define VFS_PASSTHROUGH_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #define FUSE_USE_VERSION 34
 #include <fuse_lowlevel.h>
@@ -39,6 +40,14 @@ struct lo_config {
     int readdirplus;         /* -1 default (on unless cache=none), 0, 1 */
     bool announce_submounts;
     bool killpriv_v2;        /* offer FUSE_HANDLE_KILLPRIV_V2 */
+    /*
+     * Optional: send the READ reply being run by the calling thread
+     * straight from @fd (the device layer's fv_reply_read_fd()). Returns
+     * the bytes read with the reply sent, -EOPNOTSUPP to reply the usual
+     * way, or another -errno (nothing sent) for an error reply. NULL: the
+     * usual way (libfuse reads into a buffer and the transport copies it).
+     */
+    ssize_t (*read_reply)(int fd, size_t size, off_t off);
 };
 
 struct lo_data;
