@@ -271,6 +271,10 @@ static void fv_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
 
 /* ---- iovec helpers ---- */
 
+/* A WRITE's header and arguments; the data after them may stay in place. */
+#define FV_WRITE_HEAD \
+    (sizeof(struct fuse_in_header) + sizeof(struct fuse_write_in))
+
 static size_t iov_total(const struct iovec *iov, unsigned int n)
 {
     size_t t = 0;
@@ -295,6 +299,70 @@ static size_t iov_to_buf(const struct iovec *src, unsigned int n, void *dst,
         done += c;
     }
     return done;
+}
+
+static uint32_t fv_in_opcode(const void *in_buf)
+{
+    struct fuse_in_header in;
+
+    memcpy(&in, in_buf, sizeof(in));
+    return in.opcode;
+}
+
+/* Like iov_to_buf(), starting @skip bytes into @src. */
+static size_t iov_to_buf_at(const struct iovec *src, unsigned int n,
+                            size_t skip, void *dst, size_t len)
+{
+    size_t done = 0;
+
+    for (unsigned int i = 0; i < n && done < len; i++) {
+        const uint8_t *b = src[i].iov_base;
+        size_t c = src[i].iov_len;
+
+        if (skip >= c) {
+            skip -= c;
+            continue;
+        }
+        b += skip;
+        c -= skip;
+        skip = 0;
+        if (c > len - done)
+            c = len - done;
+        memcpy((uint8_t *)dst + done, b, c);
+        done += c;
+    }
+    return done;
+}
+
+/*
+ * @len bytes of @src from @skip on, as at most @max iovecs in @dst (no
+ * copy). Returns the entries used.
+ */
+static unsigned int iov_slice(const struct iovec *src, unsigned int n,
+                              size_t skip, size_t len, struct iovec *dst,
+                              unsigned int max)
+{
+    unsigned int k = 0;
+
+    for (unsigned int i = 0; i < n && len && k < max; i++) {
+        uint8_t *b = src[i].iov_base;
+        size_t c = src[i].iov_len;
+
+        if (skip >= c) {
+            skip -= c;
+            continue;
+        }
+        b += skip;
+        c -= skip;
+        skip = 0;
+        if (c > len)
+            c = len;
+        dst[k].iov_base = b;
+        dst[k].iov_len = c;
+        k++;
+        len -= c;
+    }
+    return k;
 }
 
 /* Scatter @src (all of it; the caller checked it fits) into @dst. */
@@ -470,6 +538,46 @@ ssize_t fv_reply_read_fd(int fd, size_t size, off_t off)
     fv_req_publish(req, (uint32_t)iov_to_iov(req->wr_iov, req->wr_num, &ohv, 1) +
                             (uint32_t)r, false);
     return r;
+}
+
+ssize_t fv_write_data(int fd, const struct fuse_bufvec *src, off_t off)
+{
+    struct fv_req *req = cur_req;
+    struct iovec iov[VQ_MAX_IOV];
+    size_t size;
+    unsigned int n;
+    ssize_t r;
+
+    if (!req || req->in_copied >= req->in_len)
+        return -EOPNOTSUPP;     /* the data is in in_buf, @src has it */
+    /* left in guest memory: only a WRITE, run under the read lock */
+    if (req->opcode != FUSE_WRITE || req->mode == FV_MODE_SIDE ||
+        req->q->dev->vu.mem_generation != req->mem_gen) {
+        vfs_warn_ratelimited("queue %u: guest memory changed under %s "
+                             "(unique %llu); data not written", req->q->idx,
+                             fuse_opcode_name(req->opcode),
+                             (unsigned long long)req->unique);
+        return -EIO;
+    }
+    /* libfuse points write_buf at the data right after fuse_write_in */
+    size = fuse_buf_size(src);
+    if (src->count != 1 || src->idx || src->off ||
+        (src->buf[0].flags & FUSE_BUF_IS_FD) ||
+        src->buf[0].mem != (uint8_t *)req->in_buf + req->in_copied ||
+        size > req->in_len - req->in_copied) {
+        /* not what we left behind: copy it after all, write it as usual */
+        req->in_copied += (uint32_t)iov_to_buf_at(
+            req->rd_iov, req->rd_num, req->in_copied,
+            (uint8_t *)req->in_buf + req->in_copied,
+            req->in_len - req->in_copied);
+        return -EOPNOTSUPP;
+    }
+    n = iov_slice(req->rd_iov, req->rd_num, req->in_copied, size, iov,
+                  VQ_MAX_IOV);
+    do {
+        r = n ? pwritev(fd, iov, (int)n, off) : 0;
+    } while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : r;
 }
 
 /* Answer @req with @err (negative errno) without libfuse. */
@@ -978,8 +1086,8 @@ static void fv_handle_elem(struct fv_queue *q, enum fv_mode mode)
 
     if (too_big)
         copy_len = sizeof(struct fuse_in_header); /* enough to answer */
-    req = malloc(sizeof(*req) + elem->wr_num * sizeof(struct iovec) +
-                 copy_len);
+    req = malloc(sizeof(*req) +
+                 (elem->wr_num + elem->rd_num) * sizeof(struct iovec) + copy_len);
     if (!req) {
         vfs_warn_ratelimited("queue %u: out of memory; request dropped",
                              q->idx);
@@ -997,11 +1105,31 @@ static void fv_handle_elem(struct fv_queue *q, enum fv_mode mode)
     req->wr_len = elem->wr_len;
     memcpy(req->wr_iov, &elem->iov[elem->rd_num],
            elem->wr_num * sizeof(struct iovec));
-    /* A private copy: the guest can rewrite its buffers at any time. */
+    req->rd_iov = req->wr_iov + elem->wr_num;
+    req->in_buf = req->rd_iov + elem->rd_num;
+    /*
+     * A private copy: the guest can rewrite its buffers at any time. What
+     * is decided from the request (here: whether a WRITE's data may stay
+     * in guest memory) is decided on the copy.
+     */
     fv_tsan_guest_acquire(dev);
-    req->in_buf = req->wr_iov + elem->wr_num;
-    req->in_len = (uint32_t)iov_to_buf(elem->iov, elem->rd_num, req->in_buf,
-                                       copy_len);
+    req->in_copied = (uint32_t)iov_to_buf(elem->iov, elem->rd_num,
+                                          req->in_buf,
+                                          copy_len < FV_WRITE_HEAD ?
+                                          copy_len : FV_WRITE_HEAD);
+    if (copy_len > FV_WRITE_HEAD && dev->cfg.write_in_place &&
+        fv_in_opcode(req->in_buf) == FUSE_WRITE) {
+        memcpy(req->rd_iov, elem->iov, elem->rd_num * sizeof(struct iovec));
+        req->rd_num = elem->rd_num;
+        req->in_len = (uint32_t)copy_len;
+    } else {
+        if (copy_len > req->in_copied)
+            req->in_copied += (uint32_t)iov_to_buf_at(
+                elem->iov, elem->rd_num, req->in_copied,
+                (uint8_t *)req->in_buf + req->in_copied,
+                copy_len - req->in_copied);
+        req->in_len = req->in_copied;
+    }
     if (req->in_len >= sizeof(struct fuse_in_header)) {
         struct fuse_in_header in;
 

@@ -50,6 +50,14 @@ struct fv_req {
     /* CLOCK_MONOTONIC ns: popped, started, reply written, pushed+notified */
     uint64_t t_pop, t_start, t_reply, t_done;
     uint32_t in_len;         /* readable bytes of the request */
+    /*
+     * Bytes of in_buf filled from the chain: in_len, except for a WRITE
+     * whose data was left in guest memory (rd_iov) for fv_write_data();
+     * in_buf has room for all in_len bytes either way.
+     */
+    uint32_t in_copied;
+    unsigned int rd_num;     /* rd_iov entries (0 unless data left behind) */
+    struct iovec *rd_iov;    /* the chain's readable buffers, in the record */
     uint32_t out_len;        /* bytes written into the writable buffers */
     int32_t error;           /* fuse_out_header.error of the reply */
     void *in_buf;            /* contiguous copy of the readable part */
@@ -74,6 +82,12 @@ struct fv_config {
      * fv_config_default() sets it true.
      */
     bool stats;
+    /*
+     * Leave a WRITE's data in guest memory instead of copying it into the
+     * request: only if the filesystem's write_buf calls fv_write_data()
+     * before it touches the data (the passthrough's lo_config.write_data).
+     */
+    bool write_in_place;
 };
 
 /* Defaults: inline, one request queue, stats on, pool sched normal. */
@@ -127,6 +141,17 @@ struct fv_req *fv_current_req(void);
  * -errno: preadv() failed, nothing sent, reply with that error.
  */
 ssize_t fv_reply_read_fd(int fd, size_t size, off_t off);
+
+struct fuse_bufvec;
+/*
+ * Write the data of the WRITE the calling thread is running, @src as
+ * libfuse handed it to write_buf, to @fd at @off: with pwritev() straight
+ * from guest memory when the device left the data there (no copy). Returns
+ * the bytes written; -EOPNOTSUPP when @src already holds the data (write it
+ * the usual way); another -errno: the write failed (or guest memory
+ * changed under the request), reply with that error.
+ */
+ssize_t fv_write_data(int fd, const struct fuse_bufvec *src, off_t off);
 
 /* Per-queue execution modes (dispatch.h), for the control socket. */
 struct dispatch;

@@ -688,6 +688,7 @@ static int run(struct vfs_options *o, const char *source)
     lcfg.announce_submounts = o->announce_submounts;
     lcfg.killpriv_v2 = o->killpriv_v2;
     lcfg.read_reply = fv_reply_read_fd;
+    lcfg.write_data = fv_write_data;
     lo = lo_data_new(&lcfg);
     if (!lo) {
         vfs_err("cannot open the shared directory %s: %s", source,
@@ -702,6 +703,7 @@ static int run(struct vfs_options *o, const char *source)
     fcfg.pool_sched = o->pool_sched;
     fcfg.max_request_queues = VFS_MAX_REQUEST_QUEUES;
     fcfg.stats = o->stats;
+    fcfg.write_in_place = true;     /* lcfg.write_data = fv_write_data */
     dev = fv_dev_new(&fcfg, &lo_ops, sizeof(lo_ops), lo);
     if (!dev) {
         vfs_err("cannot create the virtio-fs device: %s", strerror(errno));

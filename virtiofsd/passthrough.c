@@ -1108,10 +1108,14 @@ static void lo_write_buf(fuse_req_t req, fuse_ino_t ino,
     if (lo->cfg.cache == LO_CACHE_NONE && !fi->writepage &&
         lo_unprivileged(req))
         lo_kill_priv(f->fd);
-    out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-    out.buf[0].fd = f->fd;
-    out.buf[0].pos = off;
-    res = fuse_buf_copy(&out, in_buf, 0);
+    res = lo->cfg.write_data ? lo->cfg.write_data(f->fd, in_buf, off)
+                             : -EOPNOTSUPP;
+    if (res == -EOPNOTSUPP) {
+        out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+        out.buf[0].fd = f->fd;
+        out.buf[0].pos = off;
+        res = fuse_buf_copy(&out, in_buf, 0);
+    }
     lo_file_put(f);
     if (res < 0)
         fuse_reply_err(req, (int)-res);

@@ -48,6 +48,13 @@ struct lo_config {
      * usual way (libfuse reads into a buffer and the transport copies it).
      */
     ssize_t (*read_reply)(int fd, size_t size, off_t off);
+    /*
+     * Optional: write the data of the WRITE being run by the calling
+     * thread (the device layer's fv_write_data(), which may have left it
+     * in guest memory). Returns the bytes written, -EOPNOTSUPP to write
+     * @src the usual way, or another -errno for an error reply.
+     */
+    ssize_t (*write_data)(int fd, const struct fuse_bufvec *src, off_t off);
 };
 
 struct lo_data;

@@ -8,7 +8,11 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <linux/virtio_ring.h>
 
@@ -49,6 +53,75 @@ static void check_getattr_reply(fc_req *r, uint64_t g, const char *what)
     if (t_failures) {
         fprintf(stderr, "(in %s)\n", what);
     }
+}
+
+/*
+ * WRITE of @n bytes at @off laid out as: in header split 7/33, write_in
+ * split 20/20 with the first 3 data bytes after it, then the data in
+ * pieces of 1, 4093, 1 and the rest, in a second allocation (the other
+ * memory region when there are two); the reply split 10/14. The daemon may
+ * write straight from guest memory: the file must hold the exact bytes.
+ */
+static void split_write(uint64_t nodeid, uint64_t fh, uint64_t off, uint32_t n,
+                        uint8_t seed, const char *path)
+{
+    int to = vuf_dev_timeout(H.dev);
+    uint64_t u = fc_alloc_unique(H.c);
+    uint64_t gh = vuf_mem_alloc(H.dev, 4096);
+    uint64_t gd = vuf_mem_alloc(H.dev, n);
+    uint8_t *h = vuf_mem_ptr(H.dev, gh, 4096), *dat = vuf_mem_ptr(H.dev, gd, n);
+    struct fuse_in_header ih = {
+        .len = (uint32_t)(sizeof(ih) + sizeof(struct fuse_write_in) + n),
+        .opcode = FUSE_WRITE,
+        .unique = u,
+        .nodeid = nodeid,
+    };
+    struct fuse_write_in wi = { .fh = fh, .offset = off, .size = n };
+    uint32_t hl = (uint32_t)(sizeof(ih) + sizeof(wi));
+
+    CHECK(n > 4096 + 8, "split_write wants more than 4104 bytes");
+    memcpy(h, &ih, sizeof(ih));
+    memcpy(h + sizeof(ih), &wi, sizeof(wi));
+    for (uint32_t i = 0; i < n; i++) {
+        dat[i] = (uint8_t)(seed + i * 7);
+    }
+    /* the first 3 data bytes travel with the write_in */
+    memcpy(h + hl, dat, 3);
+    memset(h + 2048, 0xee, 64);
+    struct vuf_raw_desc d[] = {
+        { gh + 0, 7, VRING_DESC_F_NEXT, 1 },
+        { gh + 7, 33, VRING_DESC_F_NEXT, 2 },
+        { gh + 40, 20, VRING_DESC_F_NEXT, 3 },
+        { gh + 60, 20 + 3, VRING_DESC_F_NEXT, 4 },
+        { gd + 3, 1, VRING_DESC_F_NEXT, 5 },
+        { gd + 4, 4093, VRING_DESC_F_NEXT, 6 },
+        { gd + 4097, 1, VRING_DESC_F_NEXT, 7 },
+        { gd + 4098, n - 4098, VRING_DESC_F_NEXT, 8 },
+        { gh + 2048, 10, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 9 },
+        { gh + 2058, 14, VRING_DESC_F_WRITE, 0 },
+    };
+    fc_req *r;
+    CHECK_EQ(fc_submit_raw(H.req, d, 10, 0, u, gh + 2048, &r), 0);
+    CHECK_EQ(fc_wait(r, to), 0);
+    struct fuse_out_header oh;
+    struct fuse_write_out wo;
+    memcpy(&oh, h + 2048, sizeof(oh));
+    memcpy(&wo, h + 2048 + sizeof(oh), sizeof(wo));
+    CHECK_EQ(oh.error, 0);
+    CHECK_EQ(r->used_len, sizeof(oh) + sizeof(wo));
+    CHECK_EQ(wo.size, n);
+    fc_req_free(r);
+
+    uint8_t *back = malloc(n);
+    int fd = open(path, O_RDONLY);
+    CHECK(fd >= 0, "open %s: %s", path, strerror(errno));
+    CHECK_EQ(pread(fd, back, n, (off_t)off), (ssize_t)n);
+    close(fd);
+    CHECK(!memcmp(back, dat, n), "%s: data written at %llu differs", path,
+          (unsigned long long)off);
+    free(back);
+    vuf_mem_free(H.dev, gd, n);
+    vuf_mem_free(H.dev, gh, 4096);
 }
 
 int main(int argc, char **argv)
@@ -124,6 +197,16 @@ int main(int argc, char **argv)
     /* 4. the usual helpers still work on a two-region memory map */
     CHECK_EQ(vuf_mem_nregions(H.dev), 2);
     CHECK_EQ(fc_getattr(H.req, FUSE_ROOT_ID, &ao), 0);
+
+    /* 5. WRITE data scattered over odd-sized descriptors, twice over */
+    struct fuse_entry_out e;
+    struct fuse_open_out fo;
+    char path[400];
+    snprintf(path, sizeof(path), "%s/split-write", H.share);
+    CHECK_EQ(fc_create(H.req, FUSE_ROOT_ID, "split-write", O_RDWR, 0644, &e, &fo), 0);
+    split_write(e.nodeid, fo.fh, 0, 12000, 1, path);
+    split_write(e.nodeid, fo.fh, 5000, 70000, 99, path);
+    CHECK_EQ(fc_release(H.req, e.nodeid, fo.fh, O_RDWR), 0);
 
     rc = harness_stop(&H);
     if (t_failures) {
