@@ -137,6 +137,7 @@ int main(int argc, char **argv)
             R->pair = pr;
             if (lg_set_daemon_cmdline(&R->p, cmd[w]) < 0) {
                 fprintf(stderr, "vfs-ab: bad command line %s\n", cmd[w]);
+                free(runs);
                 return 2;
             }
             note[w] = lg_fix_upstream_env(&R->p);
@@ -149,6 +150,7 @@ int main(int argc, char **argv)
             if (ret < 0 || R->r.protocol_errors) {
                 fprintf(stderr, "vfs-ab: run %c of pair %u failed (%s)\n", R->which, pr + 1,
                         ret < 0 ? strerror(-ret) : "protocol errors");
+                free(runs);
                 return 1;
             }
             nr++;
@@ -213,6 +215,8 @@ int main(int argc, char **argv)
                    rs[m].hi, rs[m].sd);
         }
         printf("}}\n");
+        free(x);
+        free(runs);
         return 0;
     }
 
