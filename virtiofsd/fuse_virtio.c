@@ -284,22 +284,6 @@ static size_t iov_total(const struct iovec *iov, unsigned int n)
     return t;
 }
 
-/* Copy up to @len bytes from @src into the flat buffer @dst. */
-static size_t iov_to_buf(const struct iovec *src, unsigned int n, void *dst,
-                         size_t len)
-{
-    size_t done = 0;
-
-    for (unsigned int i = 0; i < n && done < len; i++) {
-        size_t c = src[i].iov_len;
-
-        if (c > len - done)
-            c = len - done;
-        memcpy((uint8_t *)dst + done, src[i].iov_base, c);
-        done += c;
-    }
-    return done;
-}
 
 static uint32_t fv_in_opcode(const void *in_buf)
 {
@@ -309,29 +293,41 @@ static uint32_t fv_in_opcode(const void *in_buf)
     return in.opcode;
 }
 
-/* Like iov_to_buf(), starting @skip bytes into @src. */
+/* Index of the entry of @src holding byte @*skip; @*skip becomes the
+ * offset in it (@n when @src is shorter). */
+static unsigned int iov_seek(const struct iovec *src, unsigned int n,
+                             size_t *skip)
+{
+    unsigned int i = 0;
+
+    while (i < n && *skip >= src[i].iov_len)
+        *skip -= src[i++].iov_len;
+    return i;
+}
+
+/* Copy up to @len bytes of @src, from @skip on, into the flat buffer @dst. */
 static size_t iov_to_buf_at(const struct iovec *src, unsigned int n,
                             size_t skip, void *dst, size_t len)
 {
     size_t done = 0;
 
-    for (unsigned int i = 0; i < n && done < len; i++) {
-        const uint8_t *b = src[i].iov_base;
-        size_t c = src[i].iov_len;
+    for (unsigned int i = iov_seek(src, n, &skip); i < n && done < len;
+         i++, skip = 0) {
+        size_t c = src[i].iov_len - skip;
 
-        if (skip >= c) {
-            skip -= c;
-            continue;
-        }
-        b += skip;
-        c -= skip;
-        skip = 0;
         if (c > len - done)
             c = len - done;
-        memcpy((uint8_t *)dst + done, b, c);
+        memcpy((uint8_t *)dst + done, (const uint8_t *)src[i].iov_base + skip,
+               c);
         done += c;
     }
     return done;
+}
+
+static size_t iov_to_buf(const struct iovec *src, unsigned int n, void *dst,
+                         size_t len)
+{
+    return iov_to_buf_at(src, n, 0, dst, len);
 }
 
 /*
@@ -344,20 +340,13 @@ static unsigned int iov_slice(const struct iovec *src, unsigned int n,
 {
     unsigned int k = 0;
 
-    for (unsigned int i = 0; i < n && len && k < max; i++) {
-        uint8_t *b = src[i].iov_base;
-        size_t c = src[i].iov_len;
+    for (unsigned int i = iov_seek(src, n, &skip); i < n && len && k < max;
+         i++, skip = 0) {
+        size_t c = src[i].iov_len - skip;
 
-        if (skip >= c) {
-            skip -= c;
-            continue;
-        }
-        b += skip;
-        c -= skip;
-        skip = 0;
         if (c > len)
             c = len;
-        dst[k].iov_base = b;
+        dst[k].iov_base = (uint8_t *)src[i].iov_base + skip;
         dst[k].iov_len = c;
         k++;
         len -= c;
@@ -497,8 +486,7 @@ ssize_t fv_reply_read_fd(int fd, size_t size, off_t off)
     struct iovec iov[VQ_MAX_IOV];
     struct fuse_out_header oh;
     struct iovec ohv = { .iov_base = &oh, .iov_len = sizeof(oh) };
-    size_t skip = hdr, want = size;
-    unsigned int n = 0;
+    unsigned int n;
     ssize_t r;
 
     /* side-pool requests run without the lock; anything odd: libfuse path */
@@ -507,24 +495,7 @@ ssize_t fv_reply_read_fd(int fd, size_t size, off_t off)
         req->q->dev->vu.mem_generation != req->mem_gen ||
         req->wr_len < hdr + (uint64_t)size)
         return -EOPNOTSUPP;
-    for (unsigned int i = 0; i < req->wr_num && want; i++) {
-        uint8_t *b = req->wr_iov[i].iov_base;
-        size_t l = req->wr_iov[i].iov_len;
-
-        if (skip >= l) {
-            skip -= l;
-            continue;
-        }
-        b += skip;
-        l -= skip;
-        skip = 0;
-        if (l > want)
-            l = want;
-        iov[n].iov_base = b;
-        iov[n].iov_len = l;
-        n++;
-        want -= l;
-    }
+    n = iov_slice(req->wr_iov, req->wr_num, hdr, size, iov, VQ_MAX_IOV);
     do {
         r = n ? preadv(fd, iov, (int)n, off) : 0;
     } while (r < 0 && errno == EINTR);
