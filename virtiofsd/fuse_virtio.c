@@ -285,14 +285,6 @@ static size_t iov_total(const struct iovec *iov, unsigned int n)
 }
 
 
-static uint32_t fv_in_opcode(const void *in_buf)
-{
-    struct fuse_in_header in;
-
-    memcpy(&in, in_buf, sizeof(in));
-    return in.opcode;
-}
-
 /* Index of the entry of @src holding byte @*skip; @*skip becomes the
  * offset in it (@n when @src is shorter). */
 static unsigned int iov_seek(const struct iovec *src, unsigned int n,
@@ -474,6 +466,16 @@ static void fv_req_publish(struct fv_req *req, uint32_t len, bool lock)
 }
 
 /*
+ * May @req's pointers into guest memory be used on this thread? Not on the
+ * side pool (no read lock while it runs), not after a memory table change.
+ */
+static bool fv_req_guest_mem_ok(const struct fv_req *req)
+{
+    return req->mode != FV_MODE_SIDE &&
+           req->q->dev->vu.mem_generation == req->mem_gen;
+}
+
+/*
  * READ reply without a bounce buffer: preadv() from @fd straight into the
  * chain's writable buffers after the fuse_out_header, then the header, then
  * the push. Runs on the thread running the request, which holds the read
@@ -491,9 +493,7 @@ ssize_t fv_reply_read_fd(int fd, size_t size, off_t off)
 
     /* side-pool requests run without the lock; anything odd: libfuse path */
     if (!req || req->replied || req->opcode != FUSE_READ ||
-        req->mode == FV_MODE_SIDE ||
-        req->q->dev->vu.mem_generation != req->mem_gen ||
-        req->wr_len < hdr + (uint64_t)size)
+        !fv_req_guest_mem_ok(req) || req->wr_len < hdr + (uint64_t)size)
         return -EOPNOTSUPP;
     n = iov_slice(req->wr_iov, req->wr_num, hdr, size, iov, VQ_MAX_IOV);
     do {
@@ -522,8 +522,7 @@ ssize_t fv_write_data(int fd, const struct fuse_bufvec *src, off_t off)
     if (!req || req->in_copied >= req->in_len)
         return -EOPNOTSUPP;     /* the data is in in_buf, @src has it */
     /* left in guest memory: only a WRITE, run under the read lock */
-    if (req->opcode != FUSE_WRITE || req->mode == FV_MODE_SIDE ||
-        req->q->dev->vu.mem_generation != req->mem_gen) {
+    if (req->opcode != FUSE_WRITE || !fv_req_guest_mem_ok(req)) {
         vfs_warn_ratelimited("queue %u: guest memory changed under %s "
                              "(unique %llu); data not written", req->q->idx,
                              fuse_opcode_name(req->opcode),
@@ -1088,8 +1087,16 @@ static void fv_handle_elem(struct fv_queue *q, enum fv_mode mode)
                                           req->in_buf,
                                           copy_len < FV_WRITE_HEAD ?
                                           copy_len : FV_WRITE_HEAD);
+    if (req->in_copied >= sizeof(struct fuse_in_header)) {
+        struct fuse_in_header in;
+
+        memcpy(&in, req->in_buf, sizeof(in));
+        req->opcode = in.opcode;
+        req->unique = in.unique;
+        req->nodeid = in.nodeid;
+    }
     if (copy_len > FV_WRITE_HEAD && dev->cfg.write_in_place &&
-        fv_in_opcode(req->in_buf) == FUSE_WRITE) {
+        req->opcode == FUSE_WRITE) {
         memcpy(req->rd_iov, elem->iov, elem->rd_num * sizeof(struct iovec));
         req->rd_num = elem->rd_num;
         req->in_len = (uint32_t)copy_len;
@@ -1100,14 +1107,6 @@ static void fv_handle_elem(struct fv_queue *q, enum fv_mode mode)
                 (uint8_t *)req->in_buf + req->in_copied,
                 copy_len - req->in_copied);
         req->in_len = req->in_copied;
-    }
-    if (req->in_len >= sizeof(struct fuse_in_header)) {
-        struct fuse_in_header in;
-
-        memcpy(&in, req->in_buf, sizeof(in));
-        req->opcode = in.opcode;
-        req->unique = in.unique;
-        req->nodeid = in.nodeid;
     }
     trace_req_popped(q->idx, req->head, req->unique, req->opcode, req->nodeid);
     trace_req_sizes(q->idx, req->unique, elem->rd_len, elem->wr_len);
