@@ -607,6 +607,17 @@ static void handle_done(struct lg_thread *t, fc_req *r, bool *resubmit)
     }
 }
 
+/* Why a driver thread gives up: -ECONNRESET or -ETIMEDOUT. */
+static int thread_fail(int why, unsigned inflight, int timeout)
+{
+    if (why == -ECONNRESET) {
+        fprintf(stderr, "vfs-load: daemon disconnected\n");
+    } else {
+        fprintf(stderr, "vfs-load: %u requests stuck for %d ms\n", inflight, timeout);
+    }
+    return why;
+}
+
 static void *thread_main(void *arg)
 {
     struct lg_thread *t = arg;
@@ -678,16 +689,13 @@ static void *thread_main(void *arg)
             if ((++spins & 0x3fff) == 0) {
                 uint64_t now = vuf_now_ns();
                 if (!vuf_dev_alive(s->dev)) {
-                    fprintf(stderr, "vfs-load: daemon disconnected\n");
-                    t->err = -ECONNRESET;
+                    t->err = thread_fail(-ECONNRESET, inflight, timeout);
                     goto out;
                 }
                 if (!idle_since) {
                     idle_since = now;
                 } else if (now - idle_since > (uint64_t)timeout * 1000000ull) {
-                    fprintf(stderr, "vfs-load: %u requests stuck for %d ms\n", inflight,
-                            timeout);
-                    t->err = -ETIMEDOUT;
+                    t->err = thread_fail(-ETIMEDOUT, inflight, timeout);
                     goto out;
                 }
             }
@@ -708,14 +716,8 @@ static void *thread_main(void *arg)
             /* the watchdog writes the call fd too, after setting 'abort' */
             vuf_vq_ack_call(fc_chan_vq(t->ch[0]));
             int ab = __atomic_load_n(&t->abort, __ATOMIC_ACQUIRE);
-            if (ab == -ECONNRESET) {
-                fprintf(stderr, "vfs-load: daemon disconnected\n");
-            } else if (ab) {
-                fprintf(stderr, "vfs-load: %u requests stuck for %d ms\n", inflight,
-                        timeout);
-            }
             if (ab) {
-                t->err = ab;
+                t->err = thread_fail(ab, inflight, timeout);
                 goto out;
             }
             continue;
@@ -728,8 +730,7 @@ static void *thread_main(void *arg)
             }
         }
         if (r > 0 && (pf[t->nch].revents & (POLLHUP | POLLRDHUP | POLLERR))) {
-            fprintf(stderr, "vfs-load: daemon disconnected\n");
-            t->err = -ECONNRESET;
+            t->err = thread_fail(-ECONNRESET, inflight, timeout);
             goto out;
         }
         if (r == 0) {
@@ -737,8 +738,7 @@ static void *thread_main(void *arg)
             if (!idle_since) {
                 idle_since = now;
             } else if (now - idle_since > (uint64_t)timeout * 1000000ull) {
-                fprintf(stderr, "vfs-load: %u requests stuck for %d ms\n", inflight, timeout);
-                t->err = -ETIMEDOUT;
+                t->err = thread_fail(-ETIMEDOUT, inflight, timeout);
                 goto out;
             }
         }
