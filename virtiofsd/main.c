@@ -247,6 +247,7 @@ static int lookup_group(const char *name, gid_t *gid)
 static int create_listen_socket(const char *path, const char *group)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    char tmp[sizeof(sa.sun_path) + 32];
     struct stat st;
     gid_t gid = 0;
     mode_t old_umask;
@@ -286,6 +287,18 @@ static int create_listen_socket(const char *path, const char *group)
         return -err;
     }
 
+    /*
+     * Bound and listening under a temporary name, then renamed into place:
+     * a frontend that connects as soon as the path appears (a management
+     * tool waiting for it) is never refused between bind() and listen().
+     * A path too long for the temporary name is bound directly.
+     */
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.%ld~", path, (long)getpid()) <
+        sizeof(sa.sun_path))
+        strcpy(sa.sun_path, tmp);
+    else
+        strcpy(tmp, path);
+    unlink(tmp);        /* a leftover of a crashed run with our pid */
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         err = errno;
@@ -296,11 +309,11 @@ static int create_listen_socket(const char *path, const char *group)
     err = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? errno : 0;
     umask(old_umask);
     if (err) {
-        vfs_err("--socket-path: bind '%s': %s", path, strerror(err));
+        vfs_err("--socket-path: bind '%s': %s", tmp, strerror(err));
         close(fd);
         return -err;
     }
-    if (group && (chown(path, (uid_t)-1, gid) < 0 || chmod(path, 0770) < 0)) {
+    if (group && (chown(tmp, (uid_t)-1, gid) < 0 || chmod(tmp, 0770) < 0)) {
         err = errno;
         vfs_err("--socket-group: cannot give '%s' to group %s: %s", path,
                 group, strerror(err));
@@ -312,10 +325,16 @@ static int create_listen_socket(const char *path, const char *group)
         vfs_err("listen on '%s': %s", path, strerror(err));
         goto fail_unlink;
     }
+    if (strcmp(tmp, path) && rename(tmp, path) < 0) {
+        err = errno;
+        vfs_err("--socket-path: cannot move '%s' to '%s': %s", tmp, path,
+                strerror(err));
+        goto fail_unlink;
+    }
     return fd;
 
 fail_unlink:
-    unlink(path);
+    unlink(tmp);
     close(fd);
     return -err;
 }
