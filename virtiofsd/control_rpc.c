@@ -167,15 +167,23 @@ static void append_queue(struct rpc *r, unsigned int q)
     enum fv_mode mode = FV_MODE_INLINE;
     unsigned int size = 0;
 
+    uint64_t auto_ns, auto_inline, auto_pool;
+
     dispatch_get_mode(d, q, &mode, &size);
+    dispatch_auto_get(d, q, &auto_ns, &auto_inline, &auto_pool);
     ctl_buf_addf(r->out,
                            "{\"queue\":%u,\"started\":%s,\"mode\":\"%s\","
                            "\"pool_size\":%u,\"pool_threads\":%u,"
-                           "\"pool_sched\":\"%s\"}",
+                           "\"pool_sched\":\"%s\",\"auto\":{"
+                           "\"inline_us\":%.1f,\"chose_inline\":%llu,"
+                           "\"chose_pool\":%llu}}",
                            q, fv_dev_queue_started(r->dev, q) ? "true" : "false",
                            dispatch_mode_name(mode), size,
                            dispatch_pool_threads(size),
-                           fv_pool_sched_name(dispatch_get_pool_sched(d, q)));
+                           fv_pool_sched_name(dispatch_get_pool_sched(d, q)),
+                           (double)auto_ns / 1000.0,
+                           (unsigned long long)auto_inline,
+                           (unsigned long long)auto_pool);
 }
 
 static void append_queues(struct rpc *r, const struct target *t)
@@ -278,7 +286,7 @@ static void apply(struct rpc *r, const struct target *t, bool keep_mode,
         m = keep_mode ? old : mode;
         if (!s)
             s = old_size ? old_size
-                         : m == FV_MODE_POOL ? CTL_DEFAULT_POOL_SIZE : 0;
+                         : m != FV_MODE_INLINE ? CTL_DEFAULT_POOL_SIZE : 0;
         if (dispatch_set_mode(d, q, m, s) < 0) {
             /* cannot happen: arguments were checked */
             rpc_error(r, "queue %u: cannot set mode", q);
@@ -312,8 +320,10 @@ static void cmd_mode_set(struct rpc *r, int argc, char **argv)
     struct target t;
     char qb[64];
 
+    enum fv_mode mode;
+
     if (argc < 1) {
-        rpc_error(r, "mode set: expected 'inline' or 'pool'");
+        rpc_error(r, "mode set: expected 'inline', 'pool' or 'auto'");
         return;
     }
     if (!strcmp(argv[0], "inline")) {
@@ -321,9 +331,13 @@ static void cmd_mode_set(struct rpc *r, int argc, char **argv)
             apply(r, &t, false, FV_MODE_INLINE, 0);
         return;
     }
-    if (strcmp(argv[0], "pool")) {
-        rpc_error(r, "mode set: unknown mode '%s' (expected 'inline' or "
-                  "'pool')", quote(argv[0], qb, sizeof(qb)));
+    if (!strcmp(argv[0], "pool")) {
+        mode = FV_MODE_POOL;
+    } else if (!strcmp(argv[0], "auto")) {
+        mode = FV_MODE_AUTO;
+    } else {
+        rpc_error(r, "mode set: unknown mode '%s' (expected 'inline', "
+                  "'pool' or 'auto')", quote(argv[0], qb, sizeof(qb)));
         return;
     }
     argc--;
@@ -336,7 +350,7 @@ static void cmd_mode_set(struct rpc *r, int argc, char **argv)
         argv++;
     }
     if (parse_target(r, argc, argv, &t))
-        apply(r, &t, false, FV_MODE_POOL, (unsigned int)size);
+        apply(r, &t, false, mode, (unsigned int)size);
 }
 
 static void cmd_pool_size(struct rpc *r, int argc, char **argv)
@@ -441,9 +455,9 @@ static const struct rpc_cmd rpc_cmds[] = {
     { "mode", "get", cmd_mode_get, "mode get [queue N|all]",
       "execution mode and pool size per queue (default all)" },
     { "mode", "set", cmd_mode_set,
-      "mode set inline|pool [SIZE] [queue N|all]",
-      "switch queues live; pool takes an optional size (1..1024, default: "
-      "the queue's last size, else 4)" },
+      "mode set inline|pool|auto [SIZE] [queue N|all]",
+      "switch queues live; pool and auto take an optional size (1..1024, "
+      "default: the queue's last size, else 4)" },
     { "mode", NULL, cmd_mode_get, "mode", "same as mode get all" },
     { "pool", "size", cmd_pool_size, "pool size SIZE [queue N|all]",
       "resize the pools (1..1024) without changing the mode" },

@@ -24,6 +24,8 @@ static const char *const mode_names[FV_MODE_COUNT] = {
 
 const char *dispatch_mode_name(enum fv_mode mode)
 {
+    if (mode == FV_MODE_AUTO)
+        return "auto";
     if ((unsigned int)mode >= FV_MODE_COUNT)
         return "unknown";
     return mode_names[mode];
@@ -299,13 +301,20 @@ unsigned int dispatch_pool_threads(unsigned int pool_size)
     return pool_size ? pool_size : 1;
 }
 
-int dispatch_init(struct dispatch *d, unsigned int nqueues,
+static bool queue_mode_ok(enum fv_mode mode)
+{
+    return mode == FV_MODE_INLINE || mode == FV_MODE_POOL ||
+           mode == FV_MODE_AUTO;
+}
+
+int dispatch_init(struct dispatch *d, unsigned int nqueues, enum fv_mode mode,
                   unsigned int pool_size, enum fv_pool_sched pool_sched,
                   dispatch_run_fn run)
 {
     GError *err = NULL;
 
     if (!run || nqueues == 0 || nqueues > VU_MAX_QUEUES ||
+        !queue_mode_ok(mode) ||
         pool_size > DISPATCH_MAX_POOL_SIZE ||
         (unsigned int)pool_sched >= FV_POOL_SCHED_COUNT)
         return -EINVAL;
@@ -317,7 +326,7 @@ int dispatch_init(struct dispatch *d, unsigned int nqueues,
 
         dq->d = d;
         dq->idx = i;
-        dq->mode = pool_size ? FV_MODE_POOL : FV_MODE_INLINE;
+        dq->mode = (int)mode;
         dq->pool_size = pool_size;
         dq->pool_sched = (int)pool_sched;
         pthread_mutex_init(&dq->lock, NULL);
@@ -403,6 +412,72 @@ enum fv_mode dispatch_batch_mode(struct dispatch *d, unsigned int qidx)
     return (enum fv_mode)__atomic_load_n(&d->q[qidx].mode, __ATOMIC_RELAXED);
 }
 
+enum fv_mode dispatch_auto_rule(unsigned int depth, uint64_t inline_ns,
+                                bool probe_due)
+{
+    if (depth < DISPATCH_AUTO_MIN_DEPTH ||
+        inline_ns < DISPATCH_AUTO_SLOW_NS || probe_due)
+        return FV_MODE_INLINE;
+    return FV_MODE_POOL;
+}
+
+enum fv_mode dispatch_auto_choose(struct dispatch *d, unsigned int qidx,
+                                  unsigned int depth)
+{
+    struct dispatch_auto *a = &d->q[qidx].autop;
+    uint64_t avg = __atomic_load_n(&a->inline_ns, __ATOMIC_RELAXED);
+    bool probe_due = a->since_probe + 1 >= DISPATCH_AUTO_PROBE_EVERY;
+    enum fv_mode m = dispatch_auto_rule(depth, avg, probe_due);
+
+    /* only a pool choice counts towards (or is turned into) a probe */
+    if (dispatch_auto_rule(depth, avg, false) == FV_MODE_POOL)
+        a->since_probe = probe_due ? 0 : a->since_probe + 1;
+    if (m == FV_MODE_POOL)
+        __atomic_store_n(&a->chose_pool, a->chose_pool + 1, __ATOMIC_RELAXED);
+    else
+        __atomic_store_n(&a->chose_inline, a->chose_inline + 1,
+                         __ATOMIC_RELAXED);
+    return m;
+}
+
+void dispatch_auto_sample(struct dispatch *d, unsigned int qidx, uint64_t ns)
+{
+    struct dispatch_auto *a = &d->q[qidx].autop;
+    uint64_t avg = __atomic_load_n(&a->inline_ns, __ATOMIC_RELAXED);
+    uint64_t limit = avg * 4 > 2 * (uint64_t)DISPATCH_AUTO_SLOW_NS ?
+                     avg * 4 : 2 * (uint64_t)DISPATCH_AUTO_SLOW_NS;
+    int64_t delta;
+
+    /*
+     * One outlier (the queue thread preempted mid-request) must not send
+     * a fast queue to the pool for hundreds of requests: a sample counts
+     * for at most 4x the average (2x the threshold when that is more), so
+     * a real change to slow requests takes a few samples, not one.
+     */
+    if (avg && ns > limit)
+        ns = limit;
+    delta = (int64_t)(ns - avg);
+    /* the first sample is the average; later ones move it by 1/8 */
+    avg = avg ? (uint64_t)((int64_t)avg + delta / (1 << DISPATCH_AUTO_EWMA_SHIFT))
+              : ns;
+    __atomic_store_n(&a->inline_ns, avg ? avg : 1, __ATOMIC_RELAXED);
+}
+
+void dispatch_auto_get(struct dispatch *d, unsigned int qidx,
+                       uint64_t *inline_ns, uint64_t *chose_inline,
+                       uint64_t *chose_pool)
+{
+    struct dispatch_auto *a;
+
+    *inline_ns = *chose_inline = *chose_pool = 0;
+    if (qidx >= d->nqueues)
+        return;
+    a = &d->q[qidx].autop;
+    *inline_ns = __atomic_load_n(&a->inline_ns, __ATOMIC_RELAXED);
+    *chose_inline = __atomic_load_n(&a->chose_inline, __ATOMIC_RELAXED);
+    *chose_pool = __atomic_load_n(&a->chose_pool, __ATOMIC_RELAXED);
+}
+
 void dispatch_submit(struct dispatch *d, unsigned int qidx, enum fv_mode mode,
                      struct fv_req *req)
 {
@@ -431,8 +506,7 @@ int dispatch_set_mode(struct dispatch *d, unsigned int qidx, enum fv_mode mode,
 {
     struct dispatch_queue *dq;
 
-    if (qidx >= d->nqueues ||
-        (mode != FV_MODE_INLINE && mode != FV_MODE_POOL) ||
+    if (qidx >= d->nqueues || !queue_mode_ok(mode) ||
         pool_size > DISPATCH_MAX_POOL_SIZE)
         return -EINVAL;
     dq = &d->q[qidx];

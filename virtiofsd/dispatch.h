@@ -8,6 +8,17 @@
  *           context switches per request on a shared CPU)
  *   side    blocking ops (SETLKW) on one small pool per device, whatever
  *           the queue's mode, so a lock wait never stalls a ring
+ *   auto    a policy, not a place: before each pop the queue thread runs
+ *           the request inline, unless the queue is at least two deep
+ *           (waiting in the ring plus still running) and its inline
+ *           requests have been slow (an average of DISPATCH_AUTO_SLOW_NS
+ *           or more): then the pool runs it, so
+ *           requests that block (a disk) overlap, while fast ones (page
+ *           cache, tmpfs) never pay the hand-off. The average is of inline
+ *           run times only (a pool request's time includes its waits for
+ *           a CPU); while the policy picks the pool, every
+ *           DISPATCH_AUTO_PROBE_EVERY'th request runs inline to keep it
+ *           current.
  *
  * The mode is an atomic per-queue value, read once per popped batch by the
  * queue thread, so it can be flipped live (control socket, a later issue).
@@ -37,6 +48,20 @@
 #define DISPATCH_SIDE_THREADS 16
 /* Upper bound accepted for a queue's pool size. */
 #define DISPATCH_MAX_POOL_SIZE 1024
+/*
+ * auto: inline run time (ns, moving average) from which waiting requests
+ * go to the pool. About twice the pool's hand-off on a quiet CPU (STATS.md
+ * "Pool hand-off": 12-16 us VM-less; a TCG guest's is 33-50 us).
+ */
+#define DISPATCH_AUTO_SLOW_NS 25000u
+/* auto: queue depth (the one about to be popped, others waiting in the
+ * ring, others still running) from which the pool may run it */
+#define DISPATCH_AUTO_MIN_DEPTH 2u
+/* auto: one pool choice in this many runs inline instead (a fresh sample) */
+#define DISPATCH_AUTO_PROBE_EVERY 64u
+/* auto: weight of a new sample in the average, as a shift (1/8); a sample
+ * counts for at most max(4 x the average, 2 x DISPATCH_AUTO_SLOW_NS) */
+#define DISPATCH_AUTO_EWMA_SHIFT 3
 
 /* Runs @req in @mode on the calling thread (inline: the queue thread). */
 typedef void (*dispatch_run_fn)(struct fv_req *req, enum fv_mode mode);
@@ -69,14 +94,23 @@ struct dispatch_pool {
     bool running;               /* between dispatch_queue_start/stop */
 };
 
+/* auto's state; the queue thread writes, control readers load (atomics) */
+struct dispatch_auto {
+    uint64_t inline_ns;         /* moving average of inline run times */
+    uint64_t chose_inline;      /* requests the policy ran inline */
+    uint64_t chose_pool;        /* ... and gave to the pool */
+    unsigned int since_probe;   /* pool choices since the last probe */
+};
+
 struct dispatch_queue {
     struct dispatch *d;
     unsigned int idx;
-    int mode;                   /* enum fv_mode, atomic */
+    int mode;                   /* enum fv_mode (or FV_MODE_AUTO), atomic */
     unsigned int pool_size;     /* atomic; the pool runs max(pool_size, 1) */
     int pool_sched;             /* enum fv_pool_sched, atomic */
     pthread_mutex_t lock;       /* orders set_mode callers */
     struct dispatch_pool pool;
+    struct dispatch_auto autop;
 };
 
 struct dispatch {
@@ -88,12 +122,12 @@ struct dispatch {
 };
 
 /*
- * Every queue starts in pool mode with @pool_size threads when
- * @pool_size > 0, inline otherwise (--thread-pool-size), its pool threads
- * running under @pool_sched (--pool-sched). Creates the side pool.
- * Returns 0 or -errno.
+ * Every queue starts in @mode (inline, pool or auto; --queue-mode, which
+ * defaults to pool when --thread-pool-size > 0, inline otherwise) with a
+ * pool of @pool_size threads, its pool threads running under @pool_sched
+ * (--pool-sched). Creates the side pool. Returns 0 or -errno.
  */
-int dispatch_init(struct dispatch *d, unsigned int nqueues,
+int dispatch_init(struct dispatch *d, unsigned int nqueues, enum fv_mode mode,
                   unsigned int pool_size, enum fv_pool_sched pool_sched,
                   dispatch_run_fn run);
 /* Every queue must be stopped. */
@@ -124,8 +158,29 @@ void dispatch_pool_finishing(void);
 void dispatch_pool_counts(struct dispatch *d, unsigned int qidx,
                           unsigned int *threads, unsigned int *queued);
 
-/* The queue's mode for the batch about to be popped (one atomic load). */
+/* The queue's mode for the batch about to be popped (one atomic load):
+ * inline, pool, or FV_MODE_AUTO (then ask dispatch_auto_choose per pop). */
 enum fv_mode dispatch_batch_mode(struct dispatch *d, unsigned int qidx);
+
+/*
+ * auto's rule on its own (pure, for tests): where the next request runs
+ * when the queue is @depth deep (counting it), inline runs average
+ * @inline_ns, and @probe_due says a pool choice should be a probe instead.
+ */
+enum fv_mode dispatch_auto_rule(unsigned int depth, uint64_t inline_ns,
+                                bool probe_due);
+/*
+ * auto, queue thread of @qidx only: where the request about to be popped
+ * runs, the queue being @depth deep. Counts the choice.
+ */
+enum fv_mode dispatch_auto_choose(struct dispatch *d, unsigned int qidx,
+                                  unsigned int depth);
+/* auto, queue thread only: an inline request of @qidx ran @ns. */
+void dispatch_auto_sample(struct dispatch *d, unsigned int qidx, uint64_t ns);
+/* auto's numbers for a reader (any thread; zeros for a bad index). */
+void dispatch_auto_get(struct dispatch *d, unsigned int qidx,
+                       uint64_t *inline_ns, uint64_t *chose_inline,
+                       uint64_t *chose_pool);
 
 /*
  * Run @req in @mode: inline calls d->run on this thread; pool and side
@@ -135,9 +190,9 @@ void dispatch_submit(struct dispatch *d, unsigned int qidx, enum fv_mode mode,
                      struct fv_req *req);
 
 /*
- * Live switch: @mode FV_MODE_INLINE or FV_MODE_POOL; @pool_size (<=
- * DISPATCH_MAX_POOL_SIZE) resizes the queue's pool now if it is running.
- * Thread-safe. 0 or -EINVAL.
+ * Live switch: @mode FV_MODE_INLINE, FV_MODE_POOL or FV_MODE_AUTO;
+ * @pool_size (<= DISPATCH_MAX_POOL_SIZE) resizes the queue's pool now if
+ * it is running. Thread-safe. 0 or -EINVAL.
  */
 int dispatch_set_mode(struct dispatch *d, unsigned int qidx, enum fv_mode mode,
                       unsigned int pool_size);

@@ -107,7 +107,8 @@ struct fv_queue {
 
     pthread_mutex_t lock;
     pthread_cond_t drained;     /* inflight reached 0 */
-    unsigned int inflight;      /* popped and not yet finished */
+    unsigned int inflight;      /* popped and not yet finished; written
+                                 * under lock, atomically (auto reads it) */
     unsigned int inflight_max;  /* since the last stats reset */
 };
 
@@ -647,7 +648,9 @@ static void fv_req_finish(struct fv_req *req)
         stats_record_req(q->dev->stats, q->idx, req);
     free(req);
     pthread_mutex_lock(&q->lock);
-    if (--q->inflight == 0)
+    /* atomic: auto's policy reads it without the lock */
+    __atomic_store_n(&q->inflight, q->inflight - 1, __ATOMIC_RELAXED);
+    if (q->inflight == 0)
         pthread_cond_broadcast(&q->drained);
     pthread_mutex_unlock(&q->lock);
 }
@@ -1042,8 +1045,11 @@ static void fv_run(struct fv_req *req, enum fv_mode mode)
 
 /* ---- queue threads ---- */
 
-/* One popped chain (q->elem), under the read lock. */
-static void fv_handle_elem(struct fv_queue *q, enum fv_mode mode)
+/*
+ * One popped chain (q->elem), under the read lock. @sample: the queue is
+ * in auto mode; an inline run's time feeds its average.
+ */
+static void fv_handle_elem(struct fv_queue *q, enum fv_mode mode, bool sample)
 {
     struct fv_dev *dev = q->dev;
     const struct vq_elem *elem = q->elem;
@@ -1111,7 +1117,8 @@ static void fv_handle_elem(struct fv_queue *q, enum fv_mode mode)
     trace_req_popped(q->idx, req->head, req->unique, req->opcode, req->nodeid);
     trace_req_sizes(q->idx, req->unique, elem->rd_len, elem->wr_len);
     pthread_mutex_lock(&q->lock);
-    if (++q->inflight > q->inflight_max)
+    __atomic_store_n(&q->inflight, q->inflight + 1, __ATOMIC_RELAXED);
+    if (q->inflight > q->inflight_max)
         q->inflight_max = q->inflight;
     pthread_mutex_unlock(&q->lock);
 
@@ -1150,6 +1157,13 @@ static void fv_handle_elem(struct fv_queue *q, enum fv_mode mode)
     default:
         break;
     }
+    if (sample && mode == FV_MODE_INLINE) {
+        uint64_t t0 = now_ns();
+
+        dispatch_submit(&dev->dispatch, q->idx, mode, req);
+        dispatch_auto_sample(&dev->dispatch, q->idx, now_ns() - t0);
+        return;
+    }
     dispatch_submit(&dev->dispatch, q->idx, mode, req);
 }
 
@@ -1165,12 +1179,32 @@ static int fv_queue_process(struct fv_queue *q)
 
     for (;;) {
         /* the mode is read once per batch so a live switch is clean */
-        enum fv_mode mode = dispatch_batch_mode(&dev->dispatch, q->idx);
+        enum fv_mode policy = dispatch_batch_mode(&dev->dispatch, q->idx);
+        bool is_auto = policy == FV_MODE_AUTO;
+        enum fv_mode mode = is_auto ? FV_MODE_INLINE : policy;
+        enum fv_mode last = FV_MODE_INLINE;
 
         vq_disable_notify(vq);
         batch_q = q;
-        while ((r = vq_pop(vq, &dev->vu.mem, q->elem)) > 0) {
-            fv_handle_elem(q, mode);
+        for (;;) {
+            unsigned int waiting = is_auto ? vq_avail_count(vq) : 0;
+
+            if (waiting) {
+                /* auto: where this one runs, from the queue's depth now:
+                 * waiting in the ring plus still running */
+                mode = dispatch_auto_choose(
+                    &dev->dispatch, q->idx,
+                    waiting + __atomic_load_n(&q->inflight, __ATOMIC_RELAXED));
+                /* the pool's requests (and replies so far) must not
+                 * wait behind an inline run */
+                if (mode == FV_MODE_INLINE && last == FV_MODE_POOL)
+                    fv_batch_flush(q);
+                last = mode;
+            }
+            r = vq_pop(vq, &dev->vu.mem, q->elem);
+            if (r <= 0)
+                break;
+            fv_handle_elem(q, mode, is_auto);
             if (popped < INT_MAX)
                 popped++;
         }
@@ -1465,8 +1499,10 @@ struct fv_dev *fv_dev_new(const struct fv_config *cfg,
     pthread_once(&signal_once, fv_install_signal);
     fuse_set_log_func(fv_fuse_log);
 
-    if (dispatch_init(&dev->dispatch, dev->nqueues, cfg->thread_pool_size,
-                      cfg->pool_sched, fv_run) < 0) {
+    if (dispatch_init(&dev->dispatch, dev->nqueues,
+                      cfg->queue_mode_set ? cfg->queue_mode :
+                      cfg->thread_pool_size ? FV_MODE_POOL : FV_MODE_INLINE,
+                      cfg->thread_pool_size, cfg->pool_sched, fv_run) < 0) {
         free(dev);
         errno = ENOMEM;
         return NULL;

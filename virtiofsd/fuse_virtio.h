@@ -33,7 +33,12 @@ enum fv_mode {
     FV_MODE_INLINE = 0, /* on the queue thread */
     FV_MODE_POOL = 1,   /* on the queue's thread pool */
     FV_MODE_SIDE = 2,   /* blocking op on the side pool (SETLKW) */
-    FV_MODE_COUNT
+    FV_MODE_COUNT,
+    /*
+     * A queue's policy, never where a request ran: the queue thread picks
+     * inline or pool for each request it pops (dispatch.h, "auto").
+     */
+    FV_MODE_AUTO = FV_MODE_COUNT
 };
 
 struct fv_queue;
@@ -73,7 +78,14 @@ struct fv_req {
 };
 
 struct fv_config {
-    unsigned int thread_pool_size;  /* 0: inline; N: per-queue pool of N */
+    unsigned int thread_pool_size;  /* per-queue pool of N (0: one thread) */
+    /*
+     * Every queue's mode at start: inline, pool or auto. Unless set
+     * (queue_mode_set), pool when thread_pool_size > 0, inline otherwise
+     * (upstream's meaning of --thread-pool-size).
+     */
+    enum fv_mode queue_mode;
+    bool queue_mode_set;
     enum fv_pool_sched pool_sched;  /* every queue's, at start (0: normal) */
     unsigned int max_request_queues;/* reported to the frontend (>= 1) */
     /*

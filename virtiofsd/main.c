@@ -720,6 +720,15 @@ static int run(struct vfs_options *o, const char *source)
 
     memset(&fcfg, 0, sizeof(fcfg));
     fcfg.thread_pool_size = o->thread_pool_size;
+    if (o->queue_mode != VFS_QUEUE_MODE_DEFAULT) {
+        fcfg.queue_mode_set = true;
+        fcfg.queue_mode = o->queue_mode == VFS_QUEUE_MODE_INLINE ? FV_MODE_INLINE
+                          : o->queue_mode == VFS_QUEUE_MODE_POOL ? FV_MODE_POOL
+                          : FV_MODE_AUTO;
+        /* an explicit pool or auto without a size gets the control default */
+        if (o->queue_mode != VFS_QUEUE_MODE_INLINE && !fcfg.thread_pool_size)
+            fcfg.thread_pool_size = CTL_DEFAULT_POOL_SIZE;
+    }
     fcfg.pool_sched = o->pool_sched;
     fcfg.max_request_queues = VFS_MAX_REQUEST_QUEUES;
     fcfg.stats = o->stats;

@@ -441,6 +441,34 @@ static int a_thread_pool_size(struct vfs_options *o, const char *v,
     return ret;
 }
 
+static int a_queue_mode(struct vfs_options *o, const char *v, struct perr *e)
+{
+    if (!strcmp(v, "inline"))
+        o->queue_mode = VFS_QUEUE_MODE_INLINE;
+    else if (!strcmp(v, "pool"))
+        o->queue_mode = VFS_QUEUE_MODE_POOL;
+    else if (!strcmp(v, "auto"))
+        o->queue_mode = VFS_QUEUE_MODE_AUTO;
+    else
+        return fail(e, "--queue-mode: invalid value '%s' (expected inline, "
+                    "pool or auto)", v);
+    return 0;
+}
+
+const char *vfs_queue_mode_name(enum vfs_queue_mode m, unsigned int pool_size)
+{
+    switch (m) {
+    case VFS_QUEUE_MODE_INLINE:
+        return "inline";
+    case VFS_QUEUE_MODE_POOL:
+        return "pool";
+    case VFS_QUEUE_MODE_AUTO:
+        return "auto";
+    default:
+        return pool_size ? "pool" : "inline";
+    }
+}
+
 static int a_pool_sched(struct vfs_options *o, const char *v, struct perr *e)
 {
     enum fv_pool_sched sched;
@@ -535,6 +563,7 @@ static const struct arg_opt arg_opts[] = {
     { "--socket-group", true, a_socket_group },
     { "--fd", true, a_fd },
     { "--thread-pool-size", true, a_thread_pool_size },
+    { "--queue-mode", true, a_queue_mode },
     { "--pool-sched", true, a_pool_sched },
     { "--rlimit-nofile", true, a_rlimit_nofile },
     { "--seccomp", true, a_seccomp },
@@ -819,6 +848,15 @@ void vfs_options_print_help(FILE *out, const char *prog)
 "                               (listening, or already connected)\n"
 "    --thread-pool-size=NUM     thread pool size limit (default 0:\n"
 "                               requests run on the queue thread)\n"
+"    --queue-mode=inline|pool|auto\n"
+"                               where each queue runs its requests at\n"
+"                               start: on the queue thread, on its pool,\n"
+"                               or auto (inline unless requests wait and\n"
+"                               inline runs are slow, then the pool);\n"
+"                               pool and auto use --thread-pool-size\n"
+"                               threads, 4 if it is 0; live: virtiofsctl\n"
+"                               mode. default: pool if --thread-pool-size\n"
+"                               > 0, else inline\n"
 "    --pool-sched=normal|batch  scheduling policy of pool threads while they\n"
 "                               run requests: normal (SCHED_OTHER) or batch\n"
 "                               (SCHED_BATCH: a woken worker does not\n"
@@ -951,8 +989,9 @@ char *vfs_options_describe(const struct vfs_options *o)
             o->allow_direct_io ? "on" : "off",
             o->announce_submounts ? "on" : "off",
             o->killpriv_v2 ? "on" : "off");
-    fprintf(f, " thread-pool-size=%u pool-sched=%s sandbox=%s seccomp=%s"
-            " modcaps=", o->thread_pool_size,
+    fprintf(f, " thread-pool-size=%u queue-mode=%s pool-sched=%s sandbox=%s"
+            " seccomp=%s modcaps=", o->thread_pool_size,
+            vfs_queue_mode_name(o->queue_mode, o->thread_pool_size),
             fv_pool_sched_name(o->pool_sched),
             vfs_sandbox_mode_name(o->sandbox),
             vfs_seccomp_mode_name(o->seccomp));

@@ -37,6 +37,15 @@ enum vfs_seccomp_mode {
     VFS_SECCOMP_NONE,       /* no filter */
 };
 
+/* --queue-mode: every queue's execution mode at start (CONTROL.md) */
+enum vfs_queue_mode {
+    VFS_QUEUE_MODE_DEFAULT = 0, /* pool if --thread-pool-size > 0, else inline */
+    VFS_QUEUE_MODE_INLINE,
+    VFS_QUEUE_MODE_POOL,
+    VFS_QUEUE_MODE_AUTO,
+};
+const char *vfs_queue_mode_name(enum vfs_queue_mode m, unsigned int pool_size);
+
 struct vfs_options {
     /* actions that do not run the daemon */
     bool help;
@@ -71,6 +80,7 @@ struct vfs_options {
 
     /* request execution */
     unsigned int thread_pool_size;  /* 0: inline on the queue thread */
+    enum vfs_queue_mode queue_mode; /* --queue-mode (0: by thread_pool_size) */
     enum fv_pool_sched pool_sched;  /* --pool-sched (0: normal) */
     unsigned int max_idle_threads;  /* accepted for compatibility, no effect */
 

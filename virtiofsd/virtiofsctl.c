@@ -55,6 +55,8 @@ static void usage(FILE *f)
 "  mode [--all]                        execution mode per started queue\n"
 "  mode [--queue N] inline             run requests on the queue thread\n"
 "  mode [--queue N] pool [--threads N] run them on the queue's pool\n"
+"  mode [--queue N] auto [--threads N] inline, or the pool when requests\n"
+"                                      wait and inline runs are slow\n"
 "  mode [--queue N] --threads N        resize the pool, keep the mode\n"
 "  mode [--queue N] --sched batch|normal\n"
 "        pool threads' scheduling policy (SCHED_BATCH / SCHED_OTHER)\n"
@@ -684,21 +686,26 @@ static void print_modes(const struct jm *v, bool all)
     const struct jm *qs = jm_get(v, "queues");
     size_t shown = 0;
 
-    printf("%-6s %-8s %-7s %9s %8s %-6s\n", "QUEUE", "STARTED", "MODE",
-           "POOL_SIZE", "THREADS", "SCHED");
+    printf("%-6s %-8s %-7s %9s %8s %-6s  %s\n", "QUEUE", "STARTED", "MODE",
+           "POOL_SIZE", "THREADS", "SCHED",
+           "AUTO: INLINE_US  CHOSE_INLINE  CHOSE_POOL");
     for (size_t i = 0; i < jm_count(qs); i++) {
         const struct jm *q = jm_at(qs, i);
+        const struct jm *a = jm_get(q, "auto");
 
         if (!all && !jm_bool(jm_get(q, "started"), true))
             continue;
         shown++;
-        printf("%-6llu %-8s %-7s %9llu %8llu %-6s\n",
+        printf("%-6llu %-8s %-7s %9llu %8llu %-6s  %15.1f %13llu %11llu\n",
                (unsigned long long)jm_u64(jm_get(q, "queue"), 0),
                jm_bool(jm_get(q, "started"), false) ? "yes" : "no",
                jm_str(jm_get(q, "mode"), "?"),
                (unsigned long long)jm_u64(jm_get(q, "pool_size"), 0),
                (unsigned long long)jm_u64(jm_get(q, "pool_threads"), 0),
-               jm_str(jm_get(q, "pool_sched"), "?"));
+               jm_str(jm_get(q, "pool_sched"), "?"),
+               jm_num(jm_get(a, "inline_us"), 0),
+               (unsigned long long)jm_u64(jm_get(a, "chose_inline"), 0),
+               (unsigned long long)jm_u64(jm_get(a, "chose_pool"), 0));
     }
     if (!shown)
         printf("(no queue started; --all lists every queue)\n");
@@ -788,8 +795,10 @@ static int cmd_mode(int fd, int argc, char **argv)
             return 2;
         }
         snprintf(line, sizeof(line), "mode set inline %s", target);
-    } else if (optind + 1 == argc && !strcmp(argv[optind], "pool")) {
-        snprintf(line, sizeof(line), "mode set pool %s%s", size, target);
+    } else if (optind + 1 == argc && (!strcmp(argv[optind], "pool") ||
+                                      !strcmp(argv[optind], "auto"))) {
+        snprintf(line, sizeof(line), "mode set %s %s%s", argv[optind], size,
+                 target);
     } else {
         return 2;
     }

@@ -187,9 +187,17 @@ static int vq_fetch_avail(struct vq *vq)
 
 bool vq_has_work(struct vq *vq)
 {
+    return vq_avail_count(vq) > 0;
+}
+
+unsigned int vq_avail_count(struct vq *vq)
+{
+    int n;
+
     if (vq_is_broken(vq) || !vq_ready(vq))
-        return false;
-    return vq_fetch_avail(vq) > 0;
+        return 0;
+    n = vq_fetch_avail(vq);
+    return n > 0 ? (unsigned int)n : 0;
 }
 
 /* One copy of a guest descriptor, in host byte order. */

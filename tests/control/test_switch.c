@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * test_switch: the live inline/pool switch under load. Two request queues
- * each keep 32 mixed 4 KiB READ/WRITE requests in flight on one file while
- * a client flips queue modes and pool sizes at least 1000 times through the
- * control socket. Every request completes exactly once with a well-formed
+ * test_switch: the live inline/pool/auto switch under load. Two request
+ * queues each keep 32 mixed 4 KiB READ/WRITE requests in flight on one
+ * file while a client flips queue modes (inline, pool, auto) and pool sizes
+ * at least 1000 times through the control socket. Every request completes exactly once with a well-formed
  * reply (fuse_client checks head, unique and length), every READ returns
  * the last data written to its block, and the daemon's counters agree with
  * the frontend: per queue, the per-mode request counts add up to what the
@@ -232,7 +232,7 @@ struct flipper {
 
 static struct flipper F;
 
-/* What the queues are in now, from the answers (index -> 0 inline, 1 pool). */
+/* What the queues are in now, from the answers (0 inline, 1 pool, 2 auto). */
 static int cur_mode[64];
 
 static void account(struct flipper *f, const struct jm *v, const char *cmd)
@@ -249,7 +249,8 @@ static void account(struct flipper *f, const struct jm *v, const char *cmd)
     for (size_t i = 0; i < jm_count(qs); i++) {
         const struct jm *q = jm_at(qs, i);
         uint64_t idx = jm_u64(jm_get(q, "queue"), 999);
-        int m = !strcmp(jm_str(jm_get(q, "mode"), ""), "pool");
+        const char *ms = jm_str(jm_get(q, "mode"), "");
+        int m = !strcmp(ms, "pool") ? 1 : !strcmp(ms, "auto") ? 2 : 0;
 
         if (idx >= 64)
             continue;
@@ -283,7 +284,7 @@ static void *flipper_fn(void *arg)
     }
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (f->flips < FLIPS && f->failures < 10) {
-        unsigned r = (unsigned)(rnd(&seed) % 8);
+        unsigned r = (unsigned)(rnd(&seed) % 9);
         unsigned q = 1 + (unsigned)(rnd(&seed) % NQ);
         unsigned size = 1 + (unsigned)(rnd(&seed) % 8);
         char cmd[96], target[24];
@@ -299,6 +300,8 @@ static void *flipper_fn(void *arg)
             snprintf(cmd, sizeof(cmd), "mode set pool %u %s", size, target);
         else if (r < 6)
             snprintf(cmd, sizeof(cmd), "mode set pool %s", target);
+        else if (r == 8)
+            snprintf(cmd, sizeof(cmd), "mode set auto %s", target);
         else
             snprintf(cmd, sizeof(cmd), "pool size %u %s", size, target);
         /* r == 7 with "all": alternate the mode so "all" switches too */

@@ -283,6 +283,19 @@ static void test_numbers(void)
     CHECK_OK("--thread-pool-size=2147483647");
     CHECK(O.thread_pool_size == 2147483647u);
     CHECK_ERR("out of range", "--thread-pool-size=2147483648");
+    /* --queue-mode: default follows --thread-pool-size (upstream) */
+    CHECK_OK("--thread-pool-size=0");
+    CHECK(O.queue_mode == VFS_QUEUE_MODE_DEFAULT);
+    CHECK(!strcmp(vfs_queue_mode_name(O.queue_mode, 0), "inline"));
+    CHECK(!strcmp(vfs_queue_mode_name(O.queue_mode, 4), "pool"));
+    CHECK_OK("--queue-mode=auto");
+    CHECK(O.queue_mode == VFS_QUEUE_MODE_AUTO);
+    CHECK_OK("--queue-mode", "pool", "--thread-pool-size=2");
+    CHECK(O.queue_mode == VFS_QUEUE_MODE_POOL && O.thread_pool_size == 2);
+    CHECK_OK("--queue-mode=auto", "--queue-mode=inline");
+    CHECK(O.queue_mode == VFS_QUEUE_MODE_INLINE);
+    CHECK_ERR("--queue-mode: invalid value 'fast'", "--queue-mode=fast");
+    CHECK_ERR("--queue-mode: invalid value ''", "--queue-mode=");
     CHECK_ERR("out of range", "--thread-pool-size=99999999999999999999999");
     CHECK_ERR("'-1'", "--thread-pool-size=-1");
     CHECK_ERR("'+1'", "--thread-pool-size=+1");

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * test_dispatch_auto: the auto policy's rule and its bookkeeping, without
+ * threads. The rule: inline unless the queue is DISPATCH_AUTO_MIN_DEPTH
+ * deep and inline runs average DISPATCH_AUTO_SLOW_NS or more; one pool
+ * choice in DISPATCH_AUTO_PROBE_EVERY runs inline instead (a fresh sample);
+ * the average moves by 1/8 of each sample, a sample counting for at most
+ * 4x the average (2x the threshold if more). Also: auto is accepted as a
+ * queue mode at init and by the live switch, and named "auto"; the side
+ * mode is not a queue mode.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dispatch.h"
+
+static int failures;
+
+#define CHECK(cond)                                                          \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);  \
+            failures++;                                                      \
+        }                                                                    \
+    } while (0)
+
+static void never_run(struct fv_req *req, enum fv_mode mode)
+{
+    (void)req;
+    (void)mode;
+    failures++;
+}
+
+static void test_rule(void)
+{
+    const uint64_t slow = DISPATCH_AUTO_SLOW_NS, fast = slow - 1;
+
+    /* depth 0 and 1: nothing to overlap with, whatever the average */
+    CHECK(dispatch_auto_rule(0, slow * 100, false) == FV_MODE_INLINE);
+    CHECK(dispatch_auto_rule(1, slow * 100, false) == FV_MODE_INLINE);
+    /* deep but fast: the hand-off would cost more than it saves */
+    CHECK(dispatch_auto_rule(DISPATCH_AUTO_MIN_DEPTH, fast, false) == FV_MODE_INLINE);
+    CHECK(dispatch_auto_rule(1000, 0, false) == FV_MODE_INLINE);
+    /* deep and slow: the pool */
+    CHECK(dispatch_auto_rule(DISPATCH_AUTO_MIN_DEPTH, slow, false) == FV_MODE_POOL);
+    CHECK(dispatch_auto_rule(64, slow * 10, false) == FV_MODE_POOL);
+    /* a due probe runs inline */
+    CHECK(dispatch_auto_rule(64, slow * 10, true) == FV_MODE_INLINE);
+}
+
+static void test_choose(void)
+{
+    struct dispatch d;
+    enum fv_mode m;
+    unsigned int size;
+    uint64_t avg, ci, cp;
+    unsigned int pool = 0, inl = 0;
+
+    CHECK(dispatch_init(&d, 2, FV_MODE_SIDE, 4, FV_POOL_SCHED_NORMAL, never_run) == -EINVAL);
+    CHECK(dispatch_init(&d, 2, FV_MODE_AUTO, 4, FV_POOL_SCHED_NORMAL, never_run) == 0);
+    CHECK(dispatch_batch_mode(&d, 1) == FV_MODE_AUTO);
+    CHECK(!strcmp(dispatch_mode_name(FV_MODE_AUTO), "auto"));
+    CHECK(dispatch_get_mode(&d, 1, &m, &size) == 0 && m == FV_MODE_AUTO && size == 4);
+    CHECK(dispatch_set_mode(&d, 1, FV_MODE_SIDE, 4) == -EINVAL);
+    CHECK(dispatch_set_mode(&d, 1, FV_MODE_INLINE, 4) == 0);
+    CHECK(dispatch_set_mode(&d, 1, FV_MODE_AUTO, 8) == 0);
+    CHECK(dispatch_get_mode(&d, 1, &m, &size) == 0 && m == FV_MODE_AUTO && size == 8);
+
+    /* no sample yet: inline even when deep */
+    CHECK(dispatch_auto_choose(&d, 1, 16) == FV_MODE_INLINE);
+    /* the first sample is the average; then 1/8 steps */
+    dispatch_auto_sample(&d, 1, 200000);
+    dispatch_auto_get(&d, 1, &avg, &ci, &cp);
+    CHECK(avg == 200000 && ci == 1 && cp == 0);
+    dispatch_auto_sample(&d, 1, 0);
+    dispatch_auto_get(&d, 1, &avg, &ci, &cp);
+    CHECK(avg == 175000);
+    dispatch_auto_sample(&d, 1, 375000);
+    dispatch_auto_get(&d, 1, &avg, &ci, &cp);
+    CHECK(avg == 200000);
+
+    /* slow and deep: the pool, with one probe in every PROBE_EVERY */
+    for (unsigned int i = 0; i < 4 * DISPATCH_AUTO_PROBE_EVERY; i++) {
+        if (dispatch_auto_choose(&d, 1, 8) == FV_MODE_POOL)
+            pool++;
+        else
+            inl++;
+    }
+    CHECK(inl == 4 && pool == 4 * (DISPATCH_AUTO_PROBE_EVERY - 1));
+    /* depth 1 is inline and is not a probe */
+    CHECK(dispatch_auto_choose(&d, 1, 1) == FV_MODE_INLINE);
+    dispatch_auto_get(&d, 1, &avg, &ci, &cp);
+    CHECK(ci == 1 + 4 + 1 && cp == pool);
+    /* the other queue has its own state */
+    dispatch_auto_get(&d, 0, &avg, &ci, &cp);
+    CHECK(avg == 0 && ci == 0 && cp == 0);
+    dispatch_auto_get(&d, 99, &avg, &ci, &cp);
+    CHECK(avg == 0 && ci == 0 && cp == 0);
+
+    /* requests get fast (the files are cached now): back to inline */
+    for (unsigned int i = 0; i < 40; i++)
+        dispatch_auto_sample(&d, 1, 3000);
+    dispatch_auto_get(&d, 1, &avg, &ci, &cp);
+    CHECK(avg < DISPATCH_AUTO_SLOW_NS);
+    CHECK(dispatch_auto_choose(&d, 1, 64) == FV_MODE_INLINE);
+    /* one preempted request (10 ms) does not make the queue slow ... */
+    dispatch_auto_sample(&d, 1, 10000000);
+    dispatch_auto_get(&d, 1, &avg, &ci, &cp);
+    CHECK(avg < DISPATCH_AUTO_SLOW_NS);
+    CHECK(dispatch_auto_choose(&d, 1, 64) == FV_MODE_INLINE);
+    /* ... a run of slow ones does, within a few samples */
+    {
+        unsigned int k = 0;
+
+        while (k < 20 && dispatch_auto_choose(&d, 1, 64) == FV_MODE_INLINE) {
+            dispatch_auto_sample(&d, 1, 150000);
+            k++;
+        }
+        CHECK(k >= 2 && k <= 10);
+    }
+    /* a sample of 0 ns keeps an average (never "no sample" again) */
+    for (unsigned int i = 0; i < 200; i++)
+        dispatch_auto_sample(&d, 1, 0);
+    dispatch_auto_get(&d, 1, &avg, &ci, &cp);
+    CHECK(avg >= 1);
+    dispatch_destroy(&d);
+}
+
+int main(void)
+{
+    test_rule();
+    test_choose();
+    if (failures)
+        fprintf(stderr, "%d check(s) failed\n", failures);
+    return failures ? 1 : 0;
+}
