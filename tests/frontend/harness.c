@@ -173,6 +173,22 @@ static int start(struct harness *h, int argc, char **argv, const struct vuf_opts
     return T_PASS;
 }
 
+bool harness_log_has_sanitizer_report(const struct harness *h)
+{
+    FILE *f = fopen(h->log, "r");
+    char line[512];
+    bool found = false;
+    if (!f) {
+        return false;
+    }
+    while (!found && fgets(line, sizeof(line), f)) {
+        found = strstr(line, "runtime error:") || strstr(line, "AddressSanitizer") ||
+                strstr(line, "LeakSanitizer") || strstr(line, "ThreadSanitizer");
+    }
+    fclose(f);
+    return found;
+}
+
 void harness_dump_log(struct harness *h)
 {
     FILE *f = fopen(h->log, "r");

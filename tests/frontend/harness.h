@@ -52,6 +52,9 @@ int harness_start(struct harness *h, int argc, char **argv, const struct vuf_opt
 int harness_stop(struct harness *h);
 /* Copy of the daemon log to stderr (on failure). */
 void harness_dump_log(struct harness *h);
+/* A sanitizer report (ASan, LSan, TSan, UBSan) in the daemon log: UBSan
+ * and a report in a forked child need not change the exit status. */
+bool harness_log_has_sanitizer_report(const struct harness *h);
 
 extern int t_failures;
 #define CHECK(cond, ...)                                                      \

@@ -36,6 +36,7 @@
  * are capped at 1 MiB; huge values for them are the hostile suite's job.
  */
 #include "harness.h"
+#include "fuzz_util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -51,28 +52,6 @@
 #include <unistd.h>
 
 static struct harness H;
-
-/* ---- randomness (xorshift64*, reproducible from the seed) ---- */
-
-static uint64_t rng;
-
-static uint64_t rnd64(void)
-{
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 0x2545F4914F6CDD1DULL;
-}
-
-static uint32_t below(uint32_t n)
-{
-    return n ? (uint32_t)(rnd64() % n) : 0;
-}
-
-static bool chance(unsigned percent)
-{
-    return below(100) < percent;
-}
 
 /* A value a parser gets wrong: boundaries, sign flips, page sizes. */
 static uint64_t interesting(void)
@@ -1031,32 +1010,6 @@ static void host_check(void)
 
 /* ---- the run ---- */
 
-static unsigned long opt_ul(int argc, char **argv, const char *opt, const char *env,
-                            unsigned long def)
-{
-    const char *v = getenv(env);
-    size_t n = strlen(opt);
-
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], opt) && i + 1 < argc) {
-            v = argv[i + 1];
-        } else if (!strncmp(argv[i], opt, n) && argv[i][n] == '=') {
-            v = argv[i] + n + 1;
-        }
-    }
-    if (!v) {
-        return def;
-    }
-    char *end;
-    errno = 0;
-    unsigned long x = strtoul(v, &end, 0);
-    if (errno || *end || end == v) {
-        fprintf(stderr, "%s: not a number: %s\n", opt, v);
-        exit(T_FAIL);
-    }
-    return x;
-}
-
 static void send_destroy(unsigned round)
 {
     /* DESTROY as the guest driver sends it when unmounting: mid-traffic */
@@ -1102,8 +1055,8 @@ int main(int argc, char **argv)
         .queue_size = 256, .event_idx = true, .indirect_desc = true,
         .mem_size = 64u << 20,
     };
-    unsigned long seed = opt_ul(argc, argv, "--seed", "VUF_FUZZ_SEED", 1);
-    unsigned long rounds = opt_ul(argc, argv, "--rounds", "VUF_FUZZ_ROUNDS", 3000);
+    unsigned long seed = fz_opt(argc, argv, "--seed", "VUF_FUZZ_SEED", 1);
+    unsigned long rounds = fz_opt(argc, argv, "--rounds", "VUF_FUZZ_ROUNDS", 3000);
 
     int rc = harness_start(&H, argc, argv, &vo);
     if (rc != T_PASS) {
@@ -1111,7 +1064,7 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "fuzz: seed %lu, %lu rounds (rerun: --seed %lu --rounds %lu)\n",
             seed, rounds, seed, rounds);
-    rng = seed * 0x9E3779B97F4A7C15ULL + 1;
+    fz_seed(seed, 1);
     nq = H.queues;
     for (unsigned i = 0; i < NOPS; i++) {
         weight_total += ops[i].weight;
@@ -1218,6 +1171,7 @@ int main(int argc, char **argv)
         }
     }
     host_check();
+    CHECK(!harness_log_has_sanitizer_report(&H), "sanitizer report in the daemon log");
     if (t_failures) {
         fprintf(stderr, "fuzz: %d failure(s); seed %lu\n", t_failures, seed);
         harness_dump_log(&H);

@@ -25,6 +25,7 @@
  *   --sessions / $VUF_FUZZ_SESSIONS  daemons started, default 40
  */
 #include "harness.h"
+#include "fuzz_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,26 +39,6 @@
 #include <unistd.h>
 
 static struct harness H;
-
-static uint64_t rng;
-
-static uint64_t rnd64(void)
-{
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 0x2545F4914F6CDD1DULL;
-}
-
-static uint32_t below(uint32_t n)
-{
-    return n ? (uint32_t)(rnd64() % n) : 0;
-}
-
-static bool chance(unsigned percent)
-{
-    return below(100) < percent;
-}
 
 static uint64_t interesting(void)
 {
@@ -352,57 +333,14 @@ static int probe(void)
     }
 }
 
-static unsigned long opt_ul(int argc, char **argv, const char *opt, const char *env,
-                            unsigned long def)
-{
-    const char *v = getenv(env);
-    size_t n = strlen(opt);
-
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], opt) && i + 1 < argc) {
-            v = argv[i + 1];
-        } else if (!strncmp(argv[i], opt, n) && argv[i][n] == '=') {
-            v = argv[i] + n + 1;
-        }
-    }
-    if (!v) {
-        return def;
-    }
-    char *end;
-    errno = 0;
-    unsigned long x = strtoul(v, &end, 0);
-    if (errno || *end || end == v) {
-        fprintf(stderr, "%s: not a number: %s\n", opt, v);
-        exit(T_FAIL);
-    }
-    return x;
-}
-
-/* A sanitizer report in the daemon's log (it may exit 0 after UBSan). */
-static bool log_has_report(void)
-{
-    FILE *f = fopen(H.log, "r");
-    char line[512];
-    bool found = false;
-
-    if (!f) {
-        return false;
-    }
-    while (!found && fgets(line, sizeof(line), f)) {
-        found = strstr(line, "Sanitizer") || strstr(line, "runtime error:");
-    }
-    fclose(f);
-    return found;
-}
-
 int main(int argc, char **argv)
 {
-    unsigned long seed = opt_ul(argc, argv, "--seed", "VUF_FUZZ_SEED", 1);
-    unsigned long sessions = opt_ul(argc, argv, "--sessions", "VUF_FUZZ_SESSIONS", 40);
+    unsigned long seed = fz_opt(argc, argv, "--seed", "VUF_FUZZ_SEED", 1);
+    unsigned long sessions = fz_opt(argc, argv, "--sessions", "VUF_FUZZ_SESSIONS", 40);
     struct vuf_opts vo = { .queue_size = 128, .event_idx = true, .indirect_desc = true };
     unsigned sent[64] = { 0 }, answered = 0, dropped = 0, total = 0;
 
-    rng = seed * 0x9E3779B97F4A7C15ULL + 7;
+    fz_seed(seed, 7);
     fprintf(stderr, "fuzz-vhost: seed %lu, %lu sessions\n", seed, sessions);
     for (unsigned long s = 0; s < sessions && !t_failures; s++) {
         int rc = harness_start(&H, argc, argv, &vo);
@@ -474,7 +412,7 @@ int main(int argc, char **argv)
                     WIFSIGNALED(st) ? WTERMSIG(st) : -1);
             t_failures++;
         }
-        if (log_has_report()) {
+        if (harness_log_has_sanitizer_report(&H)) {
             fprintf(stderr, "FAIL session %lu: sanitizer report in the daemon log\n", s);
             t_failures++;
         }

@@ -549,23 +549,6 @@ int hc_daemon_fds(void)
     return count_entries(path);
 }
 
-/* Sanitizer reports in the daemon log (our daemon, sanitizer builds). */
-static bool log_has_sanitizer_report(void)
-{
-    FILE *f = fopen(H.log, "r");
-    char line[512];
-    bool found = false;
-    if (!f) {
-        return false;
-    }
-    while (!found && fgets(line, sizeof(line), f)) {
-        found = strstr(line, "runtime error:") || strstr(line, "AddressSanitizer") ||
-                strstr(line, "LeakSanitizer") || strstr(line, "ThreadSanitizer");
-    }
-    fclose(f);
-    return found;
-}
-
 /*
  * The harness's start with a twist: without FUSE_INIT (HC_NO_INIT),
  * stopping after feature negotiation (HC_NEGOTIATE: cases that misconfigure
@@ -782,7 +765,7 @@ int main(int argc, char **argv)
             if (ours()) {
                 EXPECT_OURS(&x, stop_rc == T_PASS,
                             "no clean exit after disconnect, or protocol violations");
-                EXPECT_OURS(&x, !log_has_sanitizer_report(), "sanitizer report in the log");
+                EXPECT_OURS(&x, !harness_log_has_sanitizer_report(&H), "sanitizer report in the log");
             }
             bool ok = !x.failures;
             switch (out) {
