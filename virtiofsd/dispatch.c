@@ -321,6 +321,13 @@ int dispatch_init(struct dispatch *d, unsigned int nqueues, enum fv_mode mode,
     memset(d, 0, sizeof(*d));
     d->run = run;
     d->nqueues = nqueues;
+    {
+        cpu_set_t set;
+
+        /* auto's measure depends on it; unknown counts as several */
+        d->cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ?
+                  (unsigned int)CPU_COUNT(&set) : 2;
+    }
     for (unsigned int i = 0; i < nqueues; i++) {
         struct dispatch_queue *dq = &d->q[i];
 
@@ -461,6 +468,45 @@ void dispatch_auto_sample(struct dispatch *d, unsigned int qidx, uint64_t ns)
     avg = avg ? (uint64_t)((int64_t)avg + delta / (1 << DISPATCH_AUTO_EWMA_SHIFT))
               : ns;
     __atomic_store_n(&a->inline_ns, avg ? avg : 1, __ATOMIC_RELAXED);
+}
+
+static uint64_t clock_ns(clockid_t id)
+{
+    struct timespec ts;
+
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void dispatch_auto_begin(struct dispatch *d, unsigned int qidx,
+                         struct dispatch_auto_clock *c)
+{
+    struct dispatch_auto *a = &d->q[qidx].autop;
+
+    /* every run while the queue looks slow (probes, shallow moments) */
+    c->on = ++a->tick % DISPATCH_AUTO_SAMPLE_EVERY == 0 ||
+            __atomic_load_n(&a->inline_ns, __ATOMIC_RELAXED) >=
+                DISPATCH_AUTO_SLOW_NS;
+    if (!c->on)
+        return;
+    c->wall = clock_ns(CLOCK_MONOTONIC);
+    c->cpu = d->cpus == 1 ? clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
+}
+
+void dispatch_auto_end(struct dispatch *d, unsigned int qidx,
+                       const struct dispatch_auto_clock *c)
+{
+    uint64_t wall, cpu;
+
+    if (!c->on)
+        return;
+    wall = clock_ns(CLOCK_MONOTONIC) - c->wall;
+    if (d->cpus == 1) {
+        /* one CPU: only the time it waited for something else overlaps */
+        cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID) - c->cpu;
+        wall = wall > cpu ? wall - cpu : 0;
+    }
+    dispatch_auto_sample(d, qidx, wall);
 }
 
 void dispatch_auto_get(struct dispatch *d, unsigned int qidx,

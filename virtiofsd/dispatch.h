@@ -14,11 +14,15 @@
  *           requests have been slow (an average of DISPATCH_AUTO_SLOW_NS
  *           or more): then the pool runs it, so
  *           requests that block (a disk) overlap, while fast ones (page
- *           cache, tmpfs) never pay the hand-off. The average is of inline
- *           run times only (a pool request's time includes its waits for
- *           a CPU); while the policy picks the pool, every
- *           DISPATCH_AUTO_PROBE_EVERY'th request runs inline to keep it
- *           current.
+ *           cache, tmpfs) never pay the hand-off. "Slow" is wall time when
+ *           the daemon may run on several CPUs (long CPU-bound requests
+ *           overlap too), but off-CPU time (wall minus the thread's CPU
+ *           time) when it may run on one: there only blocking overlaps.
+ *           The average is of inline runs only (a pool request's time
+ *           includes its waits for a CPU), one in DISPATCH_AUTO_SAMPLE_EVERY
+ *           (every one while the average is slow); while the policy picks
+ *           the pool, every DISPATCH_AUTO_PROBE_EVERY'th request runs
+ *           inline to keep it current.
  *
  * The mode is an atomic per-queue value, read once per popped batch by the
  * queue thread, so it can be flipped live (control socket, a later issue).
@@ -59,6 +63,9 @@
 #define DISPATCH_AUTO_MIN_DEPTH 2u
 /* auto: one pool choice in this many runs inline instead (a fresh sample) */
 #define DISPATCH_AUTO_PROBE_EVERY 64u
+/* auto: inline runs of a fast queue measured (1 in N: on one CPU a
+ * measurement is two syscalls, CLOCK_THREAD_CPUTIME_ID has no vDSO) */
+#define DISPATCH_AUTO_SAMPLE_EVERY 16u
 /* auto: weight of a new sample in the average, as a shift (1/8); a sample
  * counts for at most max(4 x the average, 2 x DISPATCH_AUTO_SLOW_NS) */
 #define DISPATCH_AUTO_EWMA_SHIFT 3
@@ -100,6 +107,13 @@ struct dispatch_auto {
     uint64_t chose_inline;      /* requests the policy ran inline */
     uint64_t chose_pool;        /* ... and gave to the pool */
     unsigned int since_probe;   /* pool choices since the last probe */
+    unsigned int tick;          /* inline runs, for 1-in-N sampling */
+};
+
+/* One inline run's measurement (dispatch_auto_begin/end), on its stack. */
+struct dispatch_auto_clock {
+    uint64_t wall, cpu;         /* ns at the start */
+    bool on;                    /* this run is a sample */
 };
 
 struct dispatch_queue {
@@ -116,6 +130,7 @@ struct dispatch_queue {
 struct dispatch {
     dispatch_run_fn run;
     unsigned int nqueues;
+    unsigned int cpus;          /* CPUs we may run on (affinity at init) */
     GThreadPool *side;
     unsigned long side_handoff; /* as dispatch_queue.handoff */
     struct dispatch_queue q[VU_MAX_QUEUES];
@@ -175,8 +190,15 @@ enum fv_mode dispatch_auto_rule(unsigned int depth, uint64_t inline_ns,
  */
 enum fv_mode dispatch_auto_choose(struct dispatch *d, unsigned int qidx,
                                   unsigned int depth);
-/* auto, queue thread only: an inline request of @qidx ran @ns. */
+/* auto, queue thread only: an inline request of @qidx ran @ns (the
+ * measure: wall or off-CPU time, see above). */
 void dispatch_auto_sample(struct dispatch *d, unsigned int qidx, uint64_t ns);
+/* auto, queue thread only, around one inline run of @qidx: decide whether
+ * it is a sample and, at the end, feed dispatch_auto_sample(). */
+void dispatch_auto_begin(struct dispatch *d, unsigned int qidx,
+                         struct dispatch_auto_clock *c);
+void dispatch_auto_end(struct dispatch *d, unsigned int qidx,
+                       const struct dispatch_auto_clock *c);
 /* auto's numbers for a reader (any thread; zeros for a bad index). */
 void dispatch_auto_get(struct dispatch *d, unsigned int qidx,
                        uint64_t *inline_ns, uint64_t *chose_inline,

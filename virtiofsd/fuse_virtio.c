@@ -1036,9 +1036,15 @@ static void fv_run(struct fv_req *req, enum fv_mode mode)
         if (dev->cfg.stats)
             stats_pool_busy(dev->stats, req->q->idx, -1);
         break;
-    default:
+    default: {
+        struct dispatch_auto_clock ck = { .on = false };
+
+        if (req->auto_sample)
+            dispatch_auto_begin(&dev->dispatch, req->q->idx, &ck);
         fv_run_locked(req);
+        dispatch_auto_end(&dev->dispatch, req->q->idx, &ck);
         break;
+    }
     }
     fv_req_finish(req);
 }
@@ -1047,7 +1053,7 @@ static void fv_run(struct fv_req *req, enum fv_mode mode)
 
 /*
  * One popped chain (q->elem), under the read lock. @sample: the queue is
- * in auto mode; an inline run's time feeds its average.
+ * in auto mode; an inline run's time feeds its average (fv_run).
  */
 static void fv_handle_elem(struct fv_queue *q, enum fv_mode mode, bool sample)
 {
@@ -1157,13 +1163,7 @@ static void fv_handle_elem(struct fv_queue *q, enum fv_mode mode, bool sample)
     default:
         break;
     }
-    if (sample && mode == FV_MODE_INLINE) {
-        uint64_t t0 = now_ns();
-
-        dispatch_submit(&dev->dispatch, q->idx, mode, req);
-        dispatch_auto_sample(&dev->dispatch, q->idx, now_ns() - t0);
-        return;
-    }
+    req->auto_sample = sample && mode == FV_MODE_INLINE;
     dispatch_submit(&dev->dispatch, q->idx, mode, req);
 }
 

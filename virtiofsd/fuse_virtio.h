@@ -49,6 +49,7 @@ struct fv_req {
     uint16_t head;           /* chain head, returned in the used ring */
     uint8_t mode;            /* enum fv_mode it ran in */
     bool replied;            /* writev callback ran */
+    bool auto_sample;        /* auto ran it inline: its time feeds the average */
     uint32_t opcode;
     uint64_t unique;
     uint64_t nodeid;

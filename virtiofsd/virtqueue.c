@@ -192,10 +192,15 @@ bool vq_has_work(struct vq *vq)
 
 unsigned int vq_avail_count(struct vq *vq)
 {
+    uint16_t seen;
     int n;
 
     if (vq_is_broken(vq) || !vq_ready(vq))
         return 0;
+    /* as vq_pop: entries already seen need no read of avail->idx */
+    seen = (uint16_t)(vq->shadow_avail_idx - vq->last_avail_idx);
+    if (seen - 1u < vq->num)
+        return seen;
     n = vq_fetch_avail(vq);
     return n > 0 ? (unsigned int)n : 0;
 }

@@ -91,7 +91,8 @@ void vq_ring_sizes(unsigned int num, bool event_idx, uint64_t *desc_sz,
 /* Are there buffers to pop? (reads avail->idx; false if broken) */
 bool vq_has_work(struct vq *vq);
 /* How many chains the guest has made available and we have not popped
- * (reads avail->idx; 0 if broken or not ready). */
+ * (at least; reads avail->idx only when the ones seen are used up, as
+ * vq_pop; 0 if broken or not ready). */
 unsigned int vq_avail_count(struct vq *vq);
 
 /*

@@ -10,9 +10,11 @@
  *   A  4 KiB at depth 1: every choice inline (depth 1 never goes to the
  *      pool), and the average is a real measurement (> 0);
  *   B  1 MiB at depth 8: a 1 MiB copy is slow on any machine (>= 25 us
- *      means under 40 GB/s), so the average must reach the threshold and
- *      most choices of the phase go to the pool; the daemon's counters
- *      show READs served in pool mode;
+ *      means under 40 GB/s), so with more than one CPU (auto measures
+ *      wall time then) the average must reach the threshold and most
+ *      choices of the phase go to the pool; the daemon's counters show
+ *      READs served in pool mode (on one CPU auto measures off-CPU time
+ *      and cached copies stay inline: only noted);
  *   C  4 KiB at depth 8 from the first 256 KiB of the file (cached: the
  *      share may be on a disk whose misses are slow), the probes (one pool
  *      choice in 64 runs inline)
@@ -24,6 +26,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -126,6 +129,14 @@ static void reads(unsigned n, uint32_t size, unsigned depth, uint64_t span)
     }
 }
 
+/* CPUs this test (and the daemon it started) may run on */
+static int ncpus(void)
+{
+    cpu_set_t set;
+
+    return sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 2;
+}
+
 static uint64_t pool_reads(void)
 {
     struct jm *v = ctl_cmd_once(H.ctl, "stats");
@@ -185,15 +196,21 @@ int main(int argc, char **argv)
     CHECK(a.inline_us > 0, "no inline run time measured");
 
     uint64_t pool_before = pool_reads();
-    reads(400, BIG, DEPTH, FILE_SIZE);
+    reads(800, BIG, DEPTH, FILE_SIZE);
     take(&b);
     uint64_t bi = b.chose_inline - a.chose_inline, bp = b.chose_pool - a.chose_pool;
     fprintf(stderr, "B 1M d8: inline average %.1f us, inline %llu, pool %llu\n",
             b.inline_us, (unsigned long long)bi, (unsigned long long)bp);
-    CHECK(b.inline_us >= SLOW_NS / 1000.0, "1 MiB READs averaged %.1f us inline",
-          b.inline_us);
-    CHECK(bp > bi, "1 MiB at depth 8: pool %llu, inline %llu",
-          (unsigned long long)bp, (unsigned long long)bi);
+    if (ncpus() > 1) {
+        CHECK(b.inline_us >= SLOW_NS / 1000.0, "1 MiB READs averaged %.1f us inline",
+              b.inline_us);
+        CHECK(bp > bi, "1 MiB at depth 8: pool %llu, inline %llu",
+              (unsigned long long)bp, (unsigned long long)bi);
+    } else {
+        /* one CPU: a copy from the page cache does not block, stays inline */
+        fprintf(stderr, "note: one CPU: auto measures off-CPU time; cached "
+                "1 MiB READs are CPU work and stay inline\n");
+    }
     /* a pool request is counted just after its notification: wait a bit */
     uint64_t seen = 0;
     for (int i = 0; i < 100 && (seen = pool_reads() - pool_before) < bp; i++)
@@ -209,8 +226,9 @@ int main(int argc, char **argv)
     fprintf(stderr, "C 4K d8: inline average %.1f us; last 1000: inline %llu, "
             "pool %llu\n", d.inline_us, (unsigned long long)di,
             (unsigned long long)dp);
-    CHECK(c.inline_us < b.inline_us, "the average did not come down (%.1f -> %.1f)",
-          b.inline_us, c.inline_us);
+    if (b.inline_us >= SLOW_NS / 1000.0)
+        CHECK(c.inline_us < b.inline_us, "the average did not come down "
+              "(%.1f -> %.1f)", b.inline_us, c.inline_us);
     if (c.inline_us < SLOW_NS / 1000.0)
         CHECK(di >= 9 * dp, "4 KiB again, average %.1f us: inline %llu, pool %llu",
               c.inline_us, (unsigned long long)di, (unsigned long long)dp);

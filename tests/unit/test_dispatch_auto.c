@@ -5,13 +5,17 @@
  * deep and inline runs average DISPATCH_AUTO_SLOW_NS or more; one pool
  * choice in DISPATCH_AUTO_PROBE_EVERY runs inline instead (a fresh sample);
  * the average moves by 1/8 of each sample, a sample counting for at most
- * 4x the average (2x the threshold if more). Also: auto is accepted as a
+ * 4x the average (2x the threshold if more); runs are measured 1 in
+ * SAMPLE_EVERY while fast, all while slow, as wall time with several CPUs
+ * and off-CPU time with one. Also: auto is accepted as a
  * queue mode at init and by the live switch, and named "auto"; the side
  * mode is not a queue mode.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "dispatch.h"
 
@@ -127,10 +131,74 @@ static void test_choose(void)
     dispatch_destroy(&d);
 }
 
+static void spin_us(unsigned int us)
+{
+    struct timespec t0, t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 < (long)us);
+}
+
+/* dispatch_auto_begin/end: 1 in SAMPLE_EVERY runs measured while fast,
+ * every run while slow; wall time with several CPUs, off-CPU with one. */
+static void test_measure(void)
+{
+    struct dispatch d;
+    struct dispatch_auto_clock c;
+    uint64_t avg, ci, cp;
+    unsigned int on = 0;
+
+    CHECK(dispatch_init(&d, 2, FV_MODE_AUTO, 4, FV_POOL_SCHED_NORMAL, never_run) == 0);
+    CHECK(d.cpus >= 1);
+    for (unsigned int i = 0; i < 8 * DISPATCH_AUTO_SAMPLE_EVERY; i++) {
+        dispatch_auto_begin(&d, 1, &c);
+        on += c.on;
+        dispatch_auto_end(&d, 1, &c);
+    }
+    CHECK(on == 8);
+    dispatch_auto_get(&d, 1, &avg, &ci, &cp);
+    CHECK(avg > 0 && avg < DISPATCH_AUTO_SLOW_NS);
+
+    /* several CPUs: a 2 ms busy run is slow (wall time) */
+    d.cpus = 2;
+    d.q[0].autop.tick = DISPATCH_AUTO_SAMPLE_EVERY - 1;
+    dispatch_auto_begin(&d, 0, &c);
+    CHECK(c.on);
+    spin_us(2000);
+    dispatch_auto_end(&d, 0, &c);
+    dispatch_auto_get(&d, 0, &avg, &ci, &cp);
+    CHECK(avg >= 2000000);
+    /* ... and now every run is measured */
+    dispatch_auto_begin(&d, 0, &c);
+    CHECK(c.on);
+    dispatch_auto_end(&d, 0, &c);
+
+    /* one CPU: the busy run is on-CPU (not slow), a sleeping one is */
+    d.cpus = 1;
+    d.q[1].autop.inline_ns = 0;
+    d.q[1].autop.tick = DISPATCH_AUTO_SAMPLE_EVERY - 1;
+    dispatch_auto_begin(&d, 1, &c);
+    spin_us(2000);
+    dispatch_auto_end(&d, 1, &c);
+    dispatch_auto_get(&d, 1, &avg, &ci, &cp);
+    CHECK(avg < 1000000);
+    d.q[1].autop.inline_ns = 0;
+    d.q[1].autop.tick = DISPATCH_AUTO_SAMPLE_EVERY - 1;
+    dispatch_auto_begin(&d, 1, &c);
+    usleep(2000);
+    dispatch_auto_end(&d, 1, &c);
+    dispatch_auto_get(&d, 1, &avg, &ci, &cp);
+    CHECK(avg >= 1500000);
+    dispatch_destroy(&d);
+}
+
 int main(void)
 {
     test_rule();
     test_choose();
+    test_measure();
     if (failures)
         fprintf(stderr, "%d check(s) failed\n", failures);
     return failures ? 1 : 0;
