@@ -141,6 +141,25 @@ static void spin_us(unsigned int us)
     while ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 < (long)us);
 }
 
+/* The average after one measured 2 ms run (busy, or asleep) of a fresh
+ * queue @q. */
+static uint64_t first_sample(struct dispatch *d, unsigned int q, bool sleep)
+{
+    struct dispatch_auto_clock c;
+    uint64_t avg, ci, cp;
+
+    d->q[q].autop.inline_ns = 0;
+    d->q[q].autop.tick = DISPATCH_AUTO_SAMPLE_EVERY - 1;
+    dispatch_auto_begin(d, q, &c);
+    if (sleep)
+        usleep(2000);
+    else
+        spin_us(2000);
+    dispatch_auto_end(d, q, &c);
+    dispatch_auto_get(d, q, &avg, &ci, &cp);
+    return avg;
+}
+
 /* dispatch_auto_begin/end: 1 in SAMPLE_EVERY runs measured while fast,
  * every run while slow; wall time with several CPUs, off-CPU with one. */
 static void test_measure(void)
@@ -163,13 +182,7 @@ static void test_measure(void)
 
     /* several CPUs: a 2 ms busy run is slow (wall time) */
     d.cpus = 2;
-    d.q[0].autop.tick = DISPATCH_AUTO_SAMPLE_EVERY - 1;
-    dispatch_auto_begin(&d, 0, &c);
-    CHECK(c.on);
-    spin_us(2000);
-    dispatch_auto_end(&d, 0, &c);
-    dispatch_auto_get(&d, 0, &avg, &ci, &cp);
-    CHECK(avg >= 2000000);
+    CHECK(first_sample(&d, 0, false) >= 2000000);
     /* ... and now every run is measured */
     dispatch_auto_begin(&d, 0, &c);
     CHECK(c.on);
@@ -177,20 +190,8 @@ static void test_measure(void)
 
     /* one CPU: the busy run is on-CPU (not slow), a sleeping one is */
     d.cpus = 1;
-    d.q[1].autop.inline_ns = 0;
-    d.q[1].autop.tick = DISPATCH_AUTO_SAMPLE_EVERY - 1;
-    dispatch_auto_begin(&d, 1, &c);
-    spin_us(2000);
-    dispatch_auto_end(&d, 1, &c);
-    dispatch_auto_get(&d, 1, &avg, &ci, &cp);
-    CHECK(avg < 1000000);
-    d.q[1].autop.inline_ns = 0;
-    d.q[1].autop.tick = DISPATCH_AUTO_SAMPLE_EVERY - 1;
-    dispatch_auto_begin(&d, 1, &c);
-    usleep(2000);
-    dispatch_auto_end(&d, 1, &c);
-    dispatch_auto_get(&d, 1, &avg, &ci, &cp);
-    CHECK(avg >= 1500000);
+    CHECK(first_sample(&d, 1, false) < 1000000);
+    CHECK(first_sample(&d, 1, true) >= 1500000);
     dispatch_destroy(&d);
 }
 
