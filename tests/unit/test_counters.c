@@ -96,7 +96,7 @@ struct rig {
     /* concurrent reader */
     pthread_t reader;
     int stop_reader;
-    unsigned int reads;
+    unsigned int reads;         /* atomic: the main thread waits for one */
     int bad_reads;
 };
 
@@ -200,7 +200,7 @@ static void *reader_thread(void *opaque)
             r->bad_reads++;
         jm_free(v);
         free(js);
-        r->reads++;
+        __atomic_add_fetch(&r->reads, 1, __ATOMIC_RELEASE);
         usleep(500);
     }
     return NULL;
@@ -465,6 +465,9 @@ static void run_mode(unsigned int pool)
     fprintf(stderr, "== %s\n", m);
     rig_start(&r, pool, true, pool == 0);
     REQUIRE(pthread_create(&r.reader, NULL, reader_thread, &r) == 0, "reader");
+    /* the workload can be over in a millisecond: let the reader start */
+    for (int i = 0; i < 5000 && !__atomic_load_n(&r.reads, __ATOMIC_ACQUIRE); i++)
+        usleep(1000);
     workload(&r, &f, true, pool == 0, pool ? pool : 2);
 
     /*
