@@ -433,12 +433,13 @@ enum fv_mode dispatch_auto_choose(struct dispatch *d, unsigned int qidx,
 {
     struct dispatch_auto *a = &d->q[qidx].autop;
     uint64_t avg = __atomic_load_n(&a->inline_ns, __ATOMIC_RELAXED);
-    bool probe_due = a->since_probe + 1 >= DISPATCH_AUTO_PROBE_EVERY;
-    enum fv_mode m = dispatch_auto_rule(depth, avg, probe_due);
+    enum fv_mode m = dispatch_auto_rule(depth, avg, false);
 
     /* only a pool choice counts towards (or is turned into) a probe */
-    if (dispatch_auto_rule(depth, avg, false) == FV_MODE_POOL)
-        a->since_probe = probe_due ? 0 : a->since_probe + 1;
+    if (m == FV_MODE_POOL && ++a->since_probe >= DISPATCH_AUTO_PROBE_EVERY) {
+        a->since_probe = 0;
+        m = dispatch_auto_rule(depth, avg, true);
+    }
     if (m == FV_MODE_POOL)
         __atomic_store_n(&a->chose_pool, a->chose_pool + 1, __ATOMIC_RELAXED);
     else

@@ -1036,15 +1036,17 @@ static void fv_run(struct fv_req *req, enum fv_mode mode)
         if (dev->cfg.stats)
             stats_pool_busy(dev->stats, req->q->idx, -1);
         break;
-    default: {
-        struct dispatch_auto_clock ck = { .on = false };
+    default:
+        if (req->auto_sample) {
+            struct dispatch_auto_clock ck;
 
-        if (req->auto_sample)
             dispatch_auto_begin(&dev->dispatch, req->q->idx, &ck);
-        fv_run_locked(req);
-        dispatch_auto_end(&dev->dispatch, req->q->idx, &ck);
+            fv_run_locked(req);
+            dispatch_auto_end(&dev->dispatch, req->q->idx, &ck);
+        } else {
+            fv_run_locked(req);
+        }
         break;
-    }
     }
     fv_req_finish(req);
 }
