@@ -462,7 +462,7 @@ static const struct rpc_cmd rpc_cmds[] = {
     { "pool", "size", cmd_pool_size, "pool size SIZE [queue N|all]",
       "resize the pools (1..1024) without changing the mode" },
     { "pool", "sched", cmd_pool_sched, "pool sched batch|normal [queue N|all]",
-      "pool threads' scheduling policy from their next request (SCHED_BATCH "
+      "pool threads' scheduling policy from their next wake-up or request (SCHED_BATCH "
       "or SCHED_OTHER), in any mode" },
     { "trace", "list", cmd_trace_list, "trace list",
       "trace events and whether the log backend prints them" },

@@ -33,8 +33,8 @@ const char *dispatch_mode_name(enum fv_mode mode)
 
 /*
  * The policy this pool thread runs under, as last set here; -1 before its
- * first request. Checked before every request (the policy can change
- * live); a change is one syscall.
+ * first request. Checked before every request and after every wake-up
+ * (the policy can change live); a change is one syscall.
  */
 static __thread int pool_thread_sched = -1;
 
@@ -145,6 +145,12 @@ static void *pool_thread(void *arg)
             pool->signaled--;
         if (r == ETIMEDOUT && !pool->head)
             break;
+        /*
+         * Woken: take the live policy now, not only before a request (a
+         * thread finishing its own request may take the one it was woken
+         * for). Under the lock, but a syscall only when the policy changed.
+         */
+        pool_thread_take_sched(dq);
     }
     pool->threads--;
     if (!pool->threads)
