@@ -175,12 +175,15 @@ static void append_queue(struct rpc *r, unsigned int q)
                            "{\"queue\":%u,\"started\":%s,\"mode\":\"%s\","
                            "\"pool_size\":%u,\"pool_threads\":%u,"
                            "\"pool_sched\":\"%s\",\"auto\":{"
+                           "\"slow_us\":%llu,"
                            "\"inline_us\":%.1f,\"chose_inline\":%llu,"
                            "\"chose_pool\":%llu}}",
                            q, fv_dev_queue_started(r->dev, q) ? "true" : "false",
                            dispatch_mode_name(mode), size,
                            dispatch_pool_threads(size),
                            fv_pool_sched_name(dispatch_get_pool_sched(d, q)),
+                           (unsigned long long)(dispatch_get_auto_slow(d, q) /
+                                                1000u),
                            (double)auto_ns / 1000.0,
                            (unsigned long long)auto_inline,
                            (unsigned long long)auto_pool);
@@ -195,6 +198,15 @@ static void append_queues(struct rpc *r, const struct target *t)
         append_queue(r, q);
     }
     ctl_buf_addc(r->out, ']');
+}
+
+/* A setting changed on @t's queues: log it, answer with their state. */
+static void answer_set(struct rpc *r, const struct target *t)
+{
+    vfs_info("control: %s", r->line);
+    ctl_buf_add(r->out, "{\"ok\":true,");
+    append_queues(r, t);
+    ctl_buf_add(r->out, "}\n");
 }
 
 /* ---- commands ---- */
@@ -388,10 +400,31 @@ static void cmd_pool_sched(struct rpc *r, int argc, char **argv)
         return;
     for (unsigned int q = t.first; q <= t.last; q++)
         dispatch_set_pool_sched(fv_dev_dispatch(r->dev), q, sched);
-    vfs_info("control: %s", r->line);
-    ctl_buf_add(r->out, "{\"ok\":true,");
-    append_queues(r, &t);
-    ctl_buf_add(r->out, "}\n");
+    answer_set(r, &t);
+}
+
+static void cmd_auto_slow(struct rpc *r, int argc, char **argv)
+{
+    unsigned int us;
+    struct target t;
+    char qb[64];
+
+    if (argc < 1) {
+        rpc_error(r, "auto slow: expected microseconds (%u..%u)",
+                  FV_AUTO_SLOW_MIN_US, FV_AUTO_SLOW_MAX_US);
+        return;
+    }
+    if (fv_auto_slow_parse(argv[0], &us) < 0) {
+        rpc_error(r, "auto slow: invalid '%s' (expected %u..%u "
+                  "microseconds)", quote(argv[0], qb, sizeof(qb)),
+                  FV_AUTO_SLOW_MIN_US, FV_AUTO_SLOW_MAX_US);
+        return;
+    }
+    if (!parse_target(r, argc - 1, argv + 1, &t))
+        return;
+    for (unsigned int q = t.first; q <= t.last; q++)
+        dispatch_set_auto_slow(fv_dev_dispatch(r->dev), q, us);
+    answer_set(r, &t);
 }
 
 /* Event names and whether the log backend prints each. */
@@ -464,6 +497,9 @@ static const struct rpc_cmd rpc_cmds[] = {
     { "pool", "sched", cmd_pool_sched, "pool sched batch|normal [queue N|all]",
       "pool threads' scheduling policy from their next wake-up or request (SCHED_BATCH "
       "or SCHED_OTHER), in any mode" },
+    { "auto", "slow", cmd_auto_slow, "auto slow US [queue N|all]",
+      "auto's threshold: the average inline run time (1..1000000 us, "
+      "default 25) from which waiting requests go to the pool, in any mode" },
     { "trace", "list", cmd_trace_list, "trace list",
       "trace events and whether the log backend prints them" },
     { "trace", "on", cmd_trace_on, "trace on PATTERN",

@@ -342,6 +342,7 @@ int dispatch_init(struct dispatch *d, unsigned int nqueues, enum fv_mode mode,
         dq->mode = (int)mode;
         dq->pool_size = pool_size;
         dq->pool_sched = (int)pool_sched;
+        dq->autop.slow_ns = DISPATCH_AUTO_SLOW_NS;
         pthread_mutex_init(&dq->lock, NULL);
         pool_init(&dq->pool, dispatch_pool_threads(pool_size));
     }
@@ -426,10 +427,9 @@ enum fv_mode dispatch_batch_mode(struct dispatch *d, unsigned int qidx)
 }
 
 enum fv_mode dispatch_auto_rule(unsigned int depth, uint64_t inline_ns,
-                                bool probe_due)
+                                uint64_t slow_ns, bool probe_due)
 {
-    if (depth < DISPATCH_AUTO_MIN_DEPTH ||
-        inline_ns < DISPATCH_AUTO_SLOW_NS || probe_due)
+    if (depth < DISPATCH_AUTO_MIN_DEPTH || inline_ns < slow_ns || probe_due)
         return FV_MODE_INLINE;
     return FV_MODE_POOL;
 }
@@ -439,12 +439,13 @@ enum fv_mode dispatch_auto_choose(struct dispatch *d, unsigned int qidx,
 {
     struct dispatch_auto *a = &d->q[qidx].autop;
     uint64_t avg = __atomic_load_n(&a->inline_ns, __ATOMIC_RELAXED);
-    enum fv_mode m = dispatch_auto_rule(depth, avg, false);
+    uint64_t slow = __atomic_load_n(&a->slow_ns, __ATOMIC_RELAXED);
+    enum fv_mode m = dispatch_auto_rule(depth, avg, slow, false);
 
     /* only a pool choice counts towards (or is turned into) a probe */
     if (m == FV_MODE_POOL && ++a->since_probe >= DISPATCH_AUTO_PROBE_EVERY) {
         a->since_probe = 0;
-        m = dispatch_auto_rule(depth, avg, true);
+        m = dispatch_auto_rule(depth, avg, slow, true);
     }
     if (m == FV_MODE_POOL)
         __atomic_store_n(&a->chose_pool, a->chose_pool + 1, __ATOMIC_RELAXED);
@@ -458,8 +459,8 @@ void dispatch_auto_sample(struct dispatch *d, unsigned int qidx, uint64_t ns)
 {
     struct dispatch_auto *a = &d->q[qidx].autop;
     uint64_t avg = __atomic_load_n(&a->inline_ns, __ATOMIC_RELAXED);
-    uint64_t limit = avg * 4 > 2 * (uint64_t)DISPATCH_AUTO_SLOW_NS ?
-                     avg * 4 : 2 * (uint64_t)DISPATCH_AUTO_SLOW_NS;
+    uint64_t slow = __atomic_load_n(&a->slow_ns, __ATOMIC_RELAXED);
+    uint64_t limit = avg * 4 > 2 * slow ? avg * 4 : 2 * slow;
     int64_t delta;
 
     /*
@@ -493,7 +494,7 @@ void dispatch_auto_begin(struct dispatch *d, unsigned int qidx,
     /* every run while the queue looks slow (probes, shallow moments) */
     c->on = ++a->tick % DISPATCH_AUTO_SAMPLE_EVERY == 0 ||
             __atomic_load_n(&a->inline_ns, __ATOMIC_RELAXED) >=
-                DISPATCH_AUTO_SLOW_NS;
+                __atomic_load_n(&a->slow_ns, __ATOMIC_RELAXED);
     if (!c->on)
         return;
     c->wall = clock_ns(CLOCK_MONOTONIC);
@@ -529,6 +530,24 @@ void dispatch_auto_get(struct dispatch *d, unsigned int qidx,
     *inline_ns = __atomic_load_n(&a->inline_ns, __ATOMIC_RELAXED);
     *chose_inline = __atomic_load_n(&a->chose_inline, __ATOMIC_RELAXED);
     *chose_pool = __atomic_load_n(&a->chose_pool, __ATOMIC_RELAXED);
+}
+
+int dispatch_set_auto_slow(struct dispatch *d, unsigned int qidx,
+                           unsigned int us)
+{
+    if (qidx >= d->nqueues || us < FV_AUTO_SLOW_MIN_US ||
+        us > FV_AUTO_SLOW_MAX_US)
+        return -EINVAL;
+    __atomic_store_n(&d->q[qidx].autop.slow_ns, (uint64_t)us * 1000u,
+                     __ATOMIC_RELAXED);
+    return 0;
+}
+
+uint64_t dispatch_get_auto_slow(struct dispatch *d, unsigned int qidx)
+{
+    if (qidx >= d->nqueues)
+        return DISPATCH_AUTO_SLOW_NS;
+    return __atomic_load_n(&d->q[qidx].autop.slow_ns, __ATOMIC_RELAXED);
 }
 
 void dispatch_submit(struct dispatch *d, unsigned int qidx, enum fv_mode mode,

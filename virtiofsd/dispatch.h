@@ -11,8 +11,10 @@
  *   auto    a policy, not a place: before each pop the queue thread runs
  *           the request inline, unless the queue is at least two deep
  *           (waiting in the ring plus still running) and its inline
- *           requests have been slow (an average of DISPATCH_AUTO_SLOW_NS
- *           or more): then the pool runs it, so
+ *           requests have been slow (an average of the queue's threshold
+ *           or more; DISPATCH_AUTO_SLOW_NS unless --auto-slow-us or the
+ *           control socket's "auto slow" set another): then the pool
+ *           runs it, so
  *           requests that block (a disk) overlap, while fast ones (page
  *           cache, tmpfs) never pay the hand-off. "Slow" is wall time when
  *           the daemon may run on several CPUs (long CPU-bound requests
@@ -41,6 +43,7 @@
 
 #include <glib.h>
 
+#include "auto_slow.h"
 #include "fuse_virtio.h"
 #include "vhost_user.h"
 
@@ -53,11 +56,10 @@
 /* Upper bound accepted for a queue's pool size. */
 #define DISPATCH_MAX_POOL_SIZE 1024
 /*
- * auto: inline run time (ns, moving average) from which waiting requests
- * go to the pool. About twice the pool's hand-off on a quiet CPU (STATS.md
- * "Pool hand-off": 12-16 us VM-less; a TCG guest's is 33-50 us).
+ * auto: default inline run time (ns, moving average) from which waiting
+ * requests go to the pool (auto_slow.h; a queue's own: "auto slow").
  */
-#define DISPATCH_AUTO_SLOW_NS 25000u
+#define DISPATCH_AUTO_SLOW_NS (FV_AUTO_SLOW_DEFAULT_US * 1000u)
 /* auto: queue depth (the one about to be popped, others waiting in the
  * ring, others still running) from which the pool may run it */
 #define DISPATCH_AUTO_MIN_DEPTH 2u
@@ -67,7 +69,7 @@
  * measurement is two syscalls, CLOCK_THREAD_CPUTIME_ID has no vDSO) */
 #define DISPATCH_AUTO_SAMPLE_EVERY 16u
 /* auto: weight of a new sample in the average, as a shift (1/8); a sample
- * counts for at most max(4 x the average, 2 x DISPATCH_AUTO_SLOW_NS) */
+ * counts for at most max(4 x the average, 2 x the threshold) */
 #define DISPATCH_AUTO_EWMA_SHIFT 3
 
 /* Runs @req in @mode on the calling thread (inline: the queue thread). */
@@ -106,6 +108,7 @@ struct dispatch_auto {
     uint64_t inline_ns;         /* moving average of inline run times */
     uint64_t chose_inline;      /* requests the policy ran inline */
     uint64_t chose_pool;        /* ... and gave to the pool */
+    uint64_t slow_ns;           /* threshold; atomic (set live) */
     unsigned int since_probe;   /* pool choices since the last probe */
     unsigned int tick;          /* inline runs, for 1-in-N sampling */
 };
@@ -180,10 +183,11 @@ enum fv_mode dispatch_batch_mode(struct dispatch *d, unsigned int qidx);
 /*
  * auto's rule on its own (pure, for tests): where the next request runs
  * when the queue is @depth deep (counting it), inline runs average
- * @inline_ns, and @probe_due says a pool choice should be a probe instead.
+ * @inline_ns against a threshold of @slow_ns, and @probe_due says a pool
+ * choice should be a probe instead.
  */
 enum fv_mode dispatch_auto_rule(unsigned int depth, uint64_t inline_ns,
-                                bool probe_due);
+                                uint64_t slow_ns, bool probe_due);
 /*
  * auto, queue thread of @qidx only: where the request about to be popped
  * runs, the queue being @depth deep. Counts the choice.
@@ -203,6 +207,15 @@ void dispatch_auto_end(struct dispatch *d, unsigned int qidx,
 void dispatch_auto_get(struct dispatch *d, unsigned int qidx,
                        uint64_t *inline_ns, uint64_t *chose_inline,
                        uint64_t *chose_pool);
+/*
+ * Live: auto's threshold for the queue, in microseconds
+ * (FV_AUTO_SLOW_MIN_US..FV_AUTO_SLOW_MAX_US), from its next
+ * pop; the average is kept. Thread-safe. 0 or -EINVAL.
+ */
+int dispatch_set_auto_slow(struct dispatch *d, unsigned int qidx,
+                           unsigned int us);
+/* The queue's threshold in ns (the default for a bad index). */
+uint64_t dispatch_get_auto_slow(struct dispatch *d, unsigned int qidx);
 
 /*
  * Run @req in @mode: inline calls d->run on this thread; pool and side

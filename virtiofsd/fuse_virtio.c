@@ -1483,7 +1483,9 @@ struct fv_dev *fv_dev_new(const struct fv_config *cfg,
     nreq = cfg->max_request_queues ? cfg->max_request_queues : 1;
     if (nreq > VU_MAX_QUEUES - 1 ||
         cfg->thread_pool_size > DISPATCH_MAX_POOL_SIZE ||
-        (unsigned int)cfg->pool_sched >= FV_POOL_SCHED_COUNT) {
+        (unsigned int)cfg->pool_sched >= FV_POOL_SCHED_COUNT ||
+        (cfg->auto_slow_us && (cfg->auto_slow_us < FV_AUTO_SLOW_MIN_US ||
+                               cfg->auto_slow_us > FV_AUTO_SLOW_MAX_US))) {
         errno = EINVAL;
         return NULL;
     }
@@ -1509,6 +1511,8 @@ struct fv_dev *fv_dev_new(const struct fv_config *cfg,
         errno = ENOMEM;
         return NULL;
     }
+    for (unsigned int i = 0; cfg->auto_slow_us && i < dev->nqueues; i++)
+        dispatch_set_auto_slow(&dev->dispatch, i, cfg->auto_slow_us);
     pthread_mutex_init(&dev->excl_lock, NULL);
     pthread_mutex_init(&dev->side_lock, NULL);
     cond_init_monotonic(&dev->side_cond);

@@ -88,6 +88,8 @@ struct fv_config {
     enum fv_mode queue_mode;
     bool queue_mode_set;
     enum fv_pool_sched pool_sched;  /* every queue's, at start (0: normal) */
+    /* every queue's auto threshold at start, us (auto_slow.h; 0: default) */
+    unsigned int auto_slow_us;
     unsigned int max_request_queues;/* reported to the frontend (>= 1) */
     /*
      * Per-request counters (STATS.md). false (--stats=off): no timestamps

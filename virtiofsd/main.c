@@ -730,6 +730,7 @@ static int run(struct vfs_options *o, const char *source)
             fcfg.thread_pool_size = CTL_DEFAULT_POOL_SIZE;
     }
     fcfg.pool_sched = o->pool_sched;
+    fcfg.auto_slow_us = o->auto_slow_us;
     fcfg.max_request_queues = VFS_MAX_REQUEST_QUEUES;
     fcfg.stats = o->stats;
     fcfg.write_in_place = true;     /* lcfg.write_data = fv_write_data */

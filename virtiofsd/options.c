@@ -441,6 +441,16 @@ static int a_thread_pool_size(struct vfs_options *o, const char *v,
     return ret;
 }
 
+static int a_auto_slow_us(struct vfs_options *o, const char *v,
+                          struct perr *e)
+{
+    if (fv_auto_slow_parse(v, &o->auto_slow_us) < 0)
+        return fail(e, "--auto-slow-us: invalid value '%s' (expected %u..%u "
+                    "microseconds)", v ? v : "", FV_AUTO_SLOW_MIN_US,
+                    FV_AUTO_SLOW_MAX_US);
+    return 0;
+}
+
 static int a_queue_mode(struct vfs_options *o, const char *v, struct perr *e)
 {
     if (!strcmp(v, "inline"))
@@ -564,6 +574,7 @@ static const struct arg_opt arg_opts[] = {
     { "--fd", true, a_fd },
     { "--thread-pool-size", true, a_thread_pool_size },
     { "--queue-mode", true, a_queue_mode },
+    { "--auto-slow-us", true, a_auto_slow_us },
     { "--pool-sched", true, a_pool_sched },
     { "--rlimit-nofile", true, a_rlimit_nofile },
     { "--seccomp", true, a_seccomp },
@@ -857,6 +868,10 @@ void vfs_options_print_help(FILE *out, const char *prog)
 "                               threads, 4 if it is 0; live: virtiofsctl\n"
 "                               mode. default: pool if --thread-pool-size\n"
 "                               > 0, else inline\n"
+"    --auto-slow-us=US          auto: the average inline run time from\n"
+"                               which waiting requests go to the pool\n"
+"                               (1..1000000); live: virtiofsctl mode\n"
+"                               --auto-slow. default: 25\n"
 "    --pool-sched=normal|batch  scheduling policy of pool threads while they\n"
 "                               run requests: normal (SCHED_OTHER) or batch\n"
 "                               (SCHED_BATCH: a woken worker does not\n"
@@ -989,10 +1004,12 @@ char *vfs_options_describe(const struct vfs_options *o)
             o->allow_direct_io ? "on" : "off",
             o->announce_submounts ? "on" : "off",
             o->killpriv_v2 ? "on" : "off");
-    fprintf(f, " thread-pool-size=%u queue-mode=%s pool-sched=%s sandbox=%s"
-            " seccomp=%s modcaps=", o->thread_pool_size,
+    fprintf(f, " thread-pool-size=%u queue-mode=%s pool-sched=%s"
+            " auto-slow-us=%u sandbox=%s seccomp=%s modcaps=",
+            o->thread_pool_size,
             vfs_queue_mode_name(o->queue_mode, o->thread_pool_size),
             fv_pool_sched_name(o->pool_sched),
+            o->auto_slow_us ? o->auto_slow_us : FV_AUTO_SLOW_DEFAULT_US,
             vfs_sandbox_mode_name(o->sandbox),
             vfs_seccomp_mode_name(o->seccomp));
     describe_modcaps(f, o->modcaps_add, o->modcaps_drop);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "log.h"
+#include "auto_slow.h"
 #include "pool_sched.h"
 
 enum vfs_cache_mode {
@@ -82,6 +83,7 @@ struct vfs_options {
     unsigned int thread_pool_size;  /* 0: inline on the queue thread */
     enum vfs_queue_mode queue_mode; /* --queue-mode (0: by thread_pool_size) */
     enum fv_pool_sched pool_sched;  /* --pool-sched (0: normal) */
+    unsigned int auto_slow_us;      /* --auto-slow-us (0: the default) */
     unsigned int max_idle_threads;  /* accepted for compatibility, no effect */
 
     /* confinement */

@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "json_mini.h"
+#include "auto_slow.h"
 #include "pool_sched.h"
 
 #define ENV_SOCKET "VIRTIOFSCTL_SOCKET"
@@ -60,6 +61,9 @@ static void usage(FILE *f)
 "  mode [--queue N] --threads N        resize the pool, keep the mode\n"
 "  mode [--queue N] --sched batch|normal\n"
 "        pool threads' scheduling policy (SCHED_BATCH / SCHED_OTHER)\n"
+"  mode [--queue N] --auto-slow US\n"
+"        auto's threshold: inline runs averaging US microseconds or more\n"
+"        send waiting requests to the pool (1..1000000, default 25)\n"
 "        (default: every queue; N is the virtqueue index, 0 = hiprio)\n"
 "  reset                               restart the counters from zero\n"
 "  raw 'LINE'                          send LINE, print the JSON answer\n",
@@ -688,7 +692,7 @@ static void print_modes(const struct jm *v, bool all)
 
     printf("%-6s %-8s %-7s %9s %8s %-6s  %s\n", "QUEUE", "STARTED", "MODE",
            "POOL_SIZE", "THREADS", "SCHED",
-           "AUTO: INLINE_US  CHOSE_INLINE  CHOSE_POOL");
+           "AUTO: SLOW_US  INLINE_US  CHOSE_INLINE  CHOSE_POOL");
     for (size_t i = 0; i < jm_count(qs); i++) {
         const struct jm *q = jm_at(qs, i);
         const struct jm *a = jm_get(q, "auto");
@@ -696,13 +700,15 @@ static void print_modes(const struct jm *v, bool all)
         if (!all && !jm_bool(jm_get(q, "started"), true))
             continue;
         shown++;
-        printf("%-6llu %-8s %-7s %9llu %8llu %-6s  %15.1f %13llu %11llu\n",
+        printf("%-6llu %-8s %-7s %9llu %8llu %-6s  %13llu %10.1f %13llu "
+               "%11llu\n",
                (unsigned long long)jm_u64(jm_get(q, "queue"), 0),
                jm_bool(jm_get(q, "started"), false) ? "yes" : "no",
                jm_str(jm_get(q, "mode"), "?"),
                (unsigned long long)jm_u64(jm_get(q, "pool_size"), 0),
                (unsigned long long)jm_u64(jm_get(q, "pool_threads"), 0),
                jm_str(jm_get(q, "pool_sched"), "?"),
+               (unsigned long long)jm_u64(jm_get(a, "slow_us"), 0),
                jm_num(jm_get(a, "inline_us"), 0),
                (unsigned long long)jm_u64(jm_get(a, "chose_inline"), 0),
                (unsigned long long)jm_u64(jm_get(a, "chose_pool"), 0));
@@ -728,6 +734,7 @@ static int cmd_mode(int fd, int argc, char **argv)
         { "queue", required_argument, NULL, 'q' },
         { "threads", required_argument, NULL, 'T' },
         { "sched", required_argument, NULL, 'S' },
+        { "auto-slow", required_argument, NULL, 'U' },
         { "all", no_argument, NULL, 'a' },
         { NULL, 0, NULL, 0 },
     };
@@ -735,11 +742,12 @@ static int cmd_mode(int fd, int argc, char **argv)
     bool have_queue = false, have_threads = false, all = false;
     char line[128], target[32] = "all", size[24] = "";
     const char *sched = NULL;
+    unsigned int slow_us = 0;
     struct jm *v;
     int c;
 
     optind = 0;
-    while ((c = getopt_long(argc, argv, "q:T:S:a", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "q:T:S:U:a", lo, NULL)) != -1) {
         switch (c) {
         case 'q':
             if (!parse_num(optarg, 65535, &queue)) {
@@ -767,6 +775,14 @@ static int cmd_mode(int fd, int argc, char **argv)
             sched = fv_pool_sched_name(ps);
             break;
         }
+        case 'U':
+            if (fv_auto_slow_parse(optarg, &slow_us) < 0) {
+                fprintf(stderr, "%s: --auto-slow: %u..%u microseconds, not "
+                        "'%s'\n", prog, FV_AUTO_SLOW_MIN_US,
+                        FV_AUTO_SLOW_MAX_US, optarg);
+                return 2;
+            }
+            break;
         case 'a':
             all = true;
             break;
@@ -774,8 +790,10 @@ static int cmd_mode(int fd, int argc, char **argv)
             return 2;
         }
     }
-    if (sched && (have_threads || optind != argc)) {
-        fprintf(stderr, "%s: --sched goes alone (with --queue)\n", prog);
+    if ((sched || slow_us) && (have_threads || optind != argc ||
+                               (sched && slow_us))) {
+        fprintf(stderr, "%s: --sched and --auto-slow go alone (with "
+                "--queue)\n", prog);
         return 2;
     }
     if (have_queue)
@@ -784,6 +802,8 @@ static int cmd_mode(int fd, int argc, char **argv)
         snprintf(size, sizeof(size), "%lu ", threads);
     if (sched) {
         snprintf(line, sizeof(line), "pool sched %s %s", sched, target);
+    } else if (slow_us) {
+        snprintf(line, sizeof(line), "auto slow %u %s", slow_us, target);
     } else if (optind == argc) {
         if (have_threads)
             snprintf(line, sizeof(line), "pool size %s%s", size, target);

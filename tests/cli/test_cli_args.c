@@ -96,6 +96,7 @@ static void test_help(void)
         "killpriv_v2", "no_killpriv_v2", "source=", "allow_root",
         "--socket-path=", "--socket-group=", "--fd=",
         "--thread-pool-size=", "--seccomp=", "kill|log|none",
+        "--queue-mode=", "--pool-sched=", "--auto-slow-us=",
     };
     const char *const a_long[] = { "--help", NULL };
     const char *const a_short[] = { "-h", NULL };
@@ -194,6 +195,10 @@ static void test_errors(void)
     FAILS("out of range", sock, "-o", src,
           "--thread-pool-size=99999999999999999999");
     FAILS("--rlimit-nofile", sock, "-o", src, "--rlimit-nofile=abc");
+    FAILS("--auto-slow-us", sock, "-o", src, "--auto-slow-us=0");
+    FAILS("--auto-slow-us", sock, "-o", src, "--auto-slow-us=1000001");
+    FAILS("--auto-slow-us", sock, "-o", src, "--auto-slow-us=25us");
+    FAILS("--auto-slow-us", sock, "-o", src, "--auto-slow-us=-5");
     FAILS("--fd", "--fd=-3", "-o", src);
     FAILS("timeout", sock, "-o", src, "-o", "timeout=-1");
     FAILS("timeout", sock, "-o", src, "-o", "timeout=soon");

@@ -52,6 +52,7 @@ static uint8_t byte_at(uint64_t off)
 
 struct snap {
     double inline_us;
+    unsigned slow_us;
     uint64_t chose_inline, chose_pool;
     char mode[16];
 };
@@ -64,6 +65,7 @@ static void take(struct snap *s)
 
     CHECK(ctl_ok(v) && a, "mode get queue 1");
     s->inline_us = jm_num(jm_get(a, "inline_us"), -1);
+    s->slow_us = (unsigned)jm_u64(jm_get(a, "slow_us"), 0);
     s->chose_inline = jm_u64(jm_get(a, "chose_inline"), 0);
     s->chose_pool = jm_u64(jm_get(a, "chose_pool"), 0);
     snprintf(s->mode, sizeof(s->mode), "%s", jm_str(jm_get(q, "mode"), "?"));
@@ -185,6 +187,7 @@ int main(int argc, char **argv)
 
     take(&s0);
     CHECK(!strcmp(s0.mode, "auto"), "mode at start: %s", s0.mode);
+    CHECK(s0.slow_us == SLOW_NS / 1000, "threshold at start: %u us", s0.slow_us);
 
     reads(1000, SMALL, 1, FILE_SIZE);
     take(&a);
@@ -257,6 +260,52 @@ int main(int argc, char **argv)
     v = ctl_cmd_once(H.ctl, "mode set sideways");
     CHECK(v && !ctl_ok(v), "mode set sideways accepted");
     jm_free(v);
+
+    /* the threshold, live: at 1 s, 1 MiB READs at depth 8 stay inline */
+    struct snap f0, f1;
+    v = ctl_cmd_once(H.ctl, "auto slow 1000000 queue 1");
+    CHECK(ctl_ok(v) && jm_u64(jm_path(v, "queues.0.auto.slow_us"), 0) == 1000000,
+          "auto slow 1000000");
+    jm_free(v);
+    take(&f0);
+    reads(400, BIG, DEPTH, FILE_SIZE);
+    take(&f1);
+    fprintf(stderr, "F 1M d8, threshold 1 s: inline average %.1f us, inline "
+            "%llu, pool %llu\n", f1.inline_us,
+            (unsigned long long)(f1.chose_inline - f0.chose_inline),
+            (unsigned long long)(f1.chose_pool - f0.chose_pool));
+    CHECK(f1.slow_us == 1000000 && f1.chose_pool == f0.chose_pool,
+          "threshold %u us: %llu pool choices", f1.slow_us,
+          (unsigned long long)(f1.chose_pool - f0.chose_pool));
+    /* at 1 us, cached 4 KiB READs at depth 8 (inline in C) go to the pool */
+    v = ctl_cmd_once(H.ctl, "auto slow 1 queue 1");
+    CHECK(ctl_ok(v), "auto slow 1");
+    jm_free(v);
+    take(&f0);
+    reads(1000, SMALL, DEPTH, HOT);
+    take(&f1);
+    di = f1.chose_inline - f0.chose_inline;
+    dp = f1.chose_pool - f0.chose_pool;
+    fprintf(stderr, "G 4K d8, threshold 1 us: inline average %.1f us, inline "
+            "%llu, pool %llu\n", f1.inline_us, (unsigned long long)di,
+            (unsigned long long)dp);
+    if (ncpus() > 1)
+        CHECK(dp > di, "4 KiB at depth 8, threshold 1 us: pool %llu, inline "
+              "%llu", (unsigned long long)dp, (unsigned long long)di);
+    /* refused: out of bounds, not a number, missing, a bad queue */
+    static const char *const bad[] = {
+        "auto slow 0 queue 1", "auto slow 1000001 queue 1",
+        "auto slow 5us queue 1", "auto slow", "auto slow 5 queue 99",
+        "auto slow -5", "auto slow 5 queue 1 extra",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = ctl_cmd_once(H.ctl, bad[i]);
+        CHECK(v && !ctl_ok(v), "'%s' accepted", bad[i]);
+        jm_free(v);
+    }
+    take(&f1);
+    CHECK(f1.slow_us == 1, "refused commands changed the threshold: %u us",
+          f1.slow_us);
 
     CHECK(bad_data == 0, "%u READs returned wrong data", bad_data);
     CHECK(fc_release(q1, node, fh, O_RDONLY) == 0, "release");

@@ -3,7 +3,7 @@
  * test_switch: the live inline/pool/auto switch under load. Two request
  * queues each keep 32 mixed 4 KiB READ/WRITE requests in flight on one
  * file while a client flips queue modes (inline, pool, auto) and pool sizes
- * at least 1000 times through the control socket. Every request completes exactly once with a well-formed
+ * (and now and then auto's threshold) at least 1000 times through the control socket. Every request completes exactly once with a well-formed
  * reply (fuse_client checks head, unique and length), every READ returns
  * the last data written to its block, and the daemon's counters agree with
  * the frontend: per queue, the per-mode request counts add up to what the
@@ -269,6 +269,30 @@ static void account(struct flipper *f, const struct jm *v, const char *cmd)
     }
 }
 
+/* "auto slow @us @target": ok, and every queue it names shows @us */
+static void set_auto_slow(struct flipper *f, unsigned us, const char *target)
+{
+    char cmd[64];
+    struct jm *v;
+    const struct jm *qs;
+
+    snprintf(cmd, sizeof(cmd), "auto slow %u %s", us, target);
+    v = ctl_cmd(f->fd, cmd);
+    f->cmds++;
+    qs = jm_get(v, "queues");
+    if (!ctl_ok(v) || !jm_count(qs))
+        f->failures++;
+    for (size_t i = 0; i < jm_count(qs); i++) {
+        if (jm_u64(jm_path(jm_at(qs, i), "auto.slow_us"), 0) != us) {
+            fprintf(stderr, "flipper: '%s' left queue %zu at %llu us\n", cmd,
+                    i, (unsigned long long)jm_u64(jm_path(jm_at(qs, i),
+                                                          "auto.slow_us"), 0));
+            f->failures++;
+        }
+    }
+    jm_free(v);
+}
+
 static void *flipper_fn(void *arg)
 {
     struct flipper *f = arg;
@@ -313,6 +337,9 @@ static void *flipper_fn(void *arg)
         account(f, v, cmd);
         jm_free(v);
         f->flips++;
+        /* now and then auto's threshold too (queues in auto read it) */
+        if (rnd(&seed) % 8 == 0)
+            set_auto_slow(f, 1 + (unsigned)(rnd(&seed) % 60), target);
         /* spread the flips over the load: 0..200 us apart */
         if (rnd(&seed) & 1)
             usleep((useconds_t)(rnd(&seed) % 200));

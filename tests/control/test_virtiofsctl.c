@@ -97,6 +97,20 @@ static void queue_state(unsigned q, char *mode, size_t len, unsigned *size)
     jm_free(v);
 }
 
+/* auto's threshold of queue @q (mode get), us; 0 if missing */
+static unsigned auto_slow(unsigned q)
+{
+    char line[32];
+    struct jm *v;
+    unsigned us;
+
+    snprintf(line, sizeof(line), "mode get queue %u", q);
+    v = ctl_cmd_once(H.ctl, line);
+    us = (unsigned)jm_u64(jm_path(v, "queues.0.auto.slow_us"), 0);
+    jm_free(v);
+    return us;
+}
+
 static void getattrs(unsigned q, int n)
 {
     struct fuse_attr_out a;
@@ -129,7 +143,8 @@ static unsigned count(const char *hay, const char *needle)
 
 int main(int argc, char **argv)
 {
-    struct ch_opts o = { .queues = 2, .pool = 0 };
+    struct ch_opts o = { .queues = 2, .pool = 0,
+                         .extra = { "--auto-slow-us=40" } };
     char mode[16], *out = NULL;
     unsigned size;
     int rc = ch_start(&H, argc, argv, &o);
@@ -184,6 +199,28 @@ int main(int argc, char **argv)
     CHECK(out && count(out, " batch") == 1 && count(out, " normal") == 2,
           "mode output:\n%s", out);
     free(out);
+
+    /* auto's threshold: --auto-slow-us=40 on every queue, then queue 1's */
+    CHECK(auto_slow(0) == 40 && auto_slow(1) == 40 && auto_slow(2) == 40,
+          "--auto-slow-us=40: %u %u %u", auto_slow(0), auto_slow(1),
+          auto_slow(2));
+    CHECK_EQ(run(&out, "-s", H.ctl, "mode", "--queue", "1", "--auto-slow",
+                 "7", NULL), 0);
+    CHECK(out && strstr(out, "SLOW_US") && count(out, "  7 ") == 1,
+          "output:\n%s", out);
+    free(out);
+    CHECK(auto_slow(0) == 40 && auto_slow(1) == 7 && auto_slow(2) == 40,
+          "after --queue 1 --auto-slow 7: %u %u %u", auto_slow(0),
+          auto_slow(1), auto_slow(2));
+    CHECK_EQ(run(NULL, "-s", H.ctl, "mode", "--auto-slow", "0", NULL), 2);
+    CHECK_EQ(run(NULL, "-s", H.ctl, "mode", "--auto-slow", "2000000", NULL),
+             2);
+    CHECK_EQ(run(NULL, "-s", H.ctl, "mode", "--auto-slow", "5", "--sched",
+                 "batch", NULL), 2);
+    CHECK_EQ(run(NULL, "-s", H.ctl, "mode", "--auto-slow", "5", "pool",
+                 NULL), 2);
+    CHECK(auto_slow(1) == 7, "refused --auto-slow changed queue 1: %u",
+          auto_slow(1));
 
     /* stats: what we sent shows up */
     CHECK_EQ(run(NULL, "-s", H.ctl, "reset", NULL), 0);

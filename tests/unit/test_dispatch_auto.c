@@ -2,7 +2,8 @@
 /*
  * test_dispatch_auto: the auto policy's rule and its bookkeeping, without
  * threads. The rule: inline unless the queue is DISPATCH_AUTO_MIN_DEPTH
- * deep and inline runs average DISPATCH_AUTO_SLOW_NS or more; one pool
+ * deep and inline runs average the queue's threshold or more (default
+ * DISPATCH_AUTO_SLOW_NS, settable per queue in bounds); one pool
  * choice in DISPATCH_AUTO_PROBE_EVERY runs inline instead (a fresh sample);
  * the average moves by 1/8 of each sample, a sample counting for at most
  * 4x the average (2x the threshold if more); runs are measured 1 in
@@ -41,16 +42,56 @@ static void test_rule(void)
     const uint64_t slow = DISPATCH_AUTO_SLOW_NS, fast = slow - 1;
 
     /* depth 0 and 1: nothing to overlap with, whatever the average */
-    CHECK(dispatch_auto_rule(0, slow * 100, false) == FV_MODE_INLINE);
-    CHECK(dispatch_auto_rule(1, slow * 100, false) == FV_MODE_INLINE);
+    CHECK(dispatch_auto_rule(0, slow * 100, slow, false) == FV_MODE_INLINE);
+    CHECK(dispatch_auto_rule(1, slow * 100, slow, false) == FV_MODE_INLINE);
     /* deep but fast: the hand-off would cost more than it saves */
-    CHECK(dispatch_auto_rule(DISPATCH_AUTO_MIN_DEPTH, fast, false) == FV_MODE_INLINE);
-    CHECK(dispatch_auto_rule(1000, 0, false) == FV_MODE_INLINE);
+    CHECK(dispatch_auto_rule(DISPATCH_AUTO_MIN_DEPTH, fast, slow, false) == FV_MODE_INLINE);
+    CHECK(dispatch_auto_rule(1000, 0, slow, false) == FV_MODE_INLINE);
     /* deep and slow: the pool */
-    CHECK(dispatch_auto_rule(DISPATCH_AUTO_MIN_DEPTH, slow, false) == FV_MODE_POOL);
-    CHECK(dispatch_auto_rule(64, slow * 10, false) == FV_MODE_POOL);
+    CHECK(dispatch_auto_rule(DISPATCH_AUTO_MIN_DEPTH, slow, slow, false) == FV_MODE_POOL);
+    CHECK(dispatch_auto_rule(64, slow * 10, slow, false) == FV_MODE_POOL);
     /* a due probe runs inline */
-    CHECK(dispatch_auto_rule(64, slow * 10, true) == FV_MODE_INLINE);
+    CHECK(dispatch_auto_rule(64, slow * 10, slow, true) == FV_MODE_INLINE);
+    /* the threshold is the caller's: the same average on either side */
+    CHECK(dispatch_auto_rule(64, 5000, 4000, false) == FV_MODE_POOL);
+    CHECK(dispatch_auto_rule(64, 5000, 6000, false) == FV_MODE_INLINE);
+}
+
+/* a queue's threshold, set live: bounds, per queue, and the choice moves */
+static void test_threshold(void)
+{
+    struct dispatch d;
+    uint64_t avg, ci, cp;
+
+    CHECK(dispatch_init(&d, 2, FV_MODE_AUTO, 4, FV_POOL_SCHED_NORMAL, never_run) == 0);
+    CHECK(dispatch_get_auto_slow(&d, 0) == DISPATCH_AUTO_SLOW_NS);
+    CHECK(dispatch_get_auto_slow(&d, 1) == DISPATCH_AUTO_SLOW_NS);
+    CHECK(dispatch_set_auto_slow(&d, 1, 0) == -EINVAL);
+    CHECK(dispatch_set_auto_slow(&d, 1, FV_AUTO_SLOW_MAX_US + 1) == -EINVAL);
+    CHECK(dispatch_set_auto_slow(&d, 2, 10) == -EINVAL);
+    CHECK(dispatch_get_auto_slow(&d, 1) == DISPATCH_AUTO_SLOW_NS);
+    /* 10 us: a 15 us average is slow here, fast on the default queue */
+    CHECK(dispatch_set_auto_slow(&d, 1, 10) == 0);
+    CHECK(dispatch_get_auto_slow(&d, 1) == 10000);
+    CHECK(dispatch_get_auto_slow(&d, 0) == DISPATCH_AUTO_SLOW_NS);
+    dispatch_auto_sample(&d, 0, 15000);
+    dispatch_auto_sample(&d, 1, 15000);
+    CHECK(dispatch_auto_choose(&d, 0, 8) == FV_MODE_INLINE);
+    CHECK(dispatch_auto_choose(&d, 1, 8) == FV_MODE_POOL);
+    /* raised to the maximum: inline again, the average kept */
+    CHECK(dispatch_set_auto_slow(&d, 1, FV_AUTO_SLOW_MAX_US) == 0);
+    CHECK(dispatch_auto_choose(&d, 1, 8) == FV_MODE_INLINE);
+    dispatch_auto_get(&d, 1, &avg, &ci, &cp);
+    CHECK(avg == 15000 && ci == 1 && cp == 1);
+    /* a sample's cap follows the threshold: max(4 x average, 2 x 25 us)
+     * on the default queue, 2 x 1 s here */
+    dispatch_auto_sample(&d, 0, 1000000000);
+    dispatch_auto_get(&d, 0, &avg, &ci, &cp);
+    CHECK(avg == 15000 + (60000 - 15000) / 8);
+    dispatch_auto_sample(&d, 1, 1000000000);
+    dispatch_auto_get(&d, 1, &avg, &ci, &cp);
+    CHECK(avg == 15000 + (1000000000 - 15000) / 8);
+    dispatch_destroy(&d);
 }
 
 static void test_choose(void)
@@ -199,6 +240,7 @@ int main(void)
 {
     test_rule();
     test_choose();
+    test_threshold();
     test_measure();
     if (failures)
         fprintf(stderr, "%d check(s) failed\n", failures);
