@@ -52,18 +52,23 @@ def stats(path, timeout=10.0):
 
 
 _MODE_RE = re.compile(r"^(inline|pool:([1-9][0-9]*)(?::(batch|normal))?"
-                      r"|auto(?::([A-Za-z0-9_.=,-]+))?)$")
+                      r"|auto(?::([1-9][0-9]*)(?::slow([1-9][0-9]*))?)?)$")
 
 
 def parse_mode(text):
     """Validate a bench mode: inline, pool:N (N = 1..1024), pool:N:batch,
-    pool:N:normal (also the pool threads' policy), auto or auto:ARG.
+    pool:N:normal (also the pool threads' policy), auto, auto:N (its pool
+    size) or auto:N:slowUS (also auto's threshold, `auto slow`).
     Returns the normalised text; raises ValueError."""
     m = _MODE_RE.match(text or "")
     if not m:
-        raise ValueError("bad mode %r: want inline, pool:N[:batch|:normal] (e.g. pool:16) or auto" % (text,))
-    if m.group(2) is not None and not 1 <= int(m.group(2)) <= 1024:
-        raise ValueError("bad mode %r: pool size must be 1..1024" % (text,))
+        raise ValueError("bad mode %r: want inline, pool:N[:batch|:normal] (e.g. pool:16), "
+                         "auto or auto:N[:slowUS] (e.g. auto:16:slow40)" % (text,))
+    for size in (m.group(2), m.group(4)):
+        if size is not None and not 1 <= int(size) <= 1024:
+            raise ValueError("bad mode %r: pool size must be 1..1024" % (text,))
+    if m.group(5) is not None and not 1 <= int(m.group(5)) <= 1000000:
+        raise ValueError("bad mode %r: auto's threshold must be 1..1000000 us" % (text,))
     return text
 
 
@@ -74,9 +79,8 @@ def mode_line(mode):
         return "mode set inline all"
     if mode.startswith("pool:"):
         return "mode set pool %d all" % pool_size_of(mode)
-    # auto (when the daemon has it): pass its optional argument through
-    arg = mode.split(":", 1)[1] if ":" in mode else ""
-    return ("mode set auto %s all" % arg.replace(",", " ")).replace("  ", " ")
+    parts = mode.split(":")
+    return "mode set auto %sall" % (parts[1] + " " if len(parts) > 1 else "")
 
 
 def pool_size_of(mode):
@@ -89,14 +93,23 @@ def pool_sched_of(mode):
     return parts[2] if mode.startswith("pool:") and len(parts) > 2 else None
 
 
+def auto_slow_of(mode):
+    """auto's threshold (us) an auto:N:slowUS mode names, or None (leave it)."""
+    parts = mode.split(":")
+    return int(parts[2][4:]) if mode.startswith("auto:") and len(parts) > 2 else None
+
+
 def set_mode(path, mode, timeout=10.0):
-    """Apply MODE to all queues (and its pool policy, if it names one) and
-    check the answers say so.  Returns the last answer (its "queues" list
-    is the new state)."""
+    """Apply MODE to all queues (and its pool policy or auto threshold, if
+    it names one) and check the answers say so.  Returns the last answer
+    (its "queues" list is the new state)."""
     lines = [mode_line(mode)]
     sched = pool_sched_of(mode)
+    slow = auto_slow_of(mode)
     if sched:
         lines.append("pool sched %s all" % sched)
+    if slow:
+        lines.append("auto slow %d all" % slow)
     want = mode.split(":", 1)[0]
     for line in lines:
         r = checked(path, line, timeout)
@@ -107,4 +120,7 @@ def set_mode(path, mode, timeout=10.0):
                 raise ControlError("after %r queue %s has pool size %r" % (line, q.get("queue"), q.get("pool_size")))
             if sched and line.startswith("pool sched") and q.get("pool_sched") != sched:
                 raise ControlError("after %r queue %s has pool policy %r" % (line, q.get("queue"), q.get("pool_sched")))
+            if slow and line.startswith("auto slow") and (q.get("auto") or {}).get("slow_us") != slow:
+                raise ControlError("after %r queue %s has auto threshold %r" %
+                                   (line, q.get("queue"), (q.get("auto") or {}).get("slow_us")))
     return r

@@ -52,7 +52,8 @@ RUN_EPILOG = """\
 modes (--a/--b, live A/B): inline | pool:N (N threads per queue, 1..1024) |
   pool:N:batch | pool:N:normal (also the pool threads' policy, `pool sched`;
   plain pool:N leaves it as the daemon has it) |
-  auto or auto:ARG (passed to the daemon as `mode set auto [ARG]`, when it has it)
+  auto | auto:N (pool size) | auto:N:slowUS (also auto's threshold in us,
+  `auto slow`; plain auto/auto:N leaves it as the daemon has it)
 
 live A/B (default): one daemon with --control-socket, one boot; for every job
   the runs alternate A B B A ... (--reps runs per side), each mode applied with
@@ -333,6 +334,12 @@ def make_plan(args):
             # the policy set for one side would stay for the other's runs
             raise UsageError("--a %s --b %s: give both pool sides a policy "
                              "(pool:N:batch / pool:N:normal) or neither" % (ma, mb))
+        slow = [ctl.auto_slow_of(m) for m in (ma, mb)]
+        if (slow[0] is None) != (slow[1] is None) and \
+                all(m.startswith("auto") for m in (ma, mb)):
+            # likewise auto's threshold
+            raise UsageError("--a %s --b %s: give both auto sides a threshold "
+                             "(auto:N:slowUS) or neither" % (ma, mb))
         cmd = args.daemon if args.daemon else default_daemon_cmd(args.build_dir)
         d = Daemon(cmd, args.allow_direct_io)
         if not d.has_control:

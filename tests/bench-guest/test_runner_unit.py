@@ -85,6 +85,7 @@ class Modes(unittest.TestCase):
         self.assertEqual(ctl.mode_line("pool:16"), "mode set pool 16 all")
         self.assertEqual(ctl.mode_line("auto"), "mode set auto all")
         self.assertEqual(ctl.mode_line("auto:3"), "mode set auto 3 all")
+        self.assertEqual(ctl.mode_line("auto:3:slow40"), "mode set auto 3 all")
 
     def test_bad(self):
         for bad in ("pool", "pool:0", "pool:1025", "pool:x", "inline:2", "", "INLINE"):
@@ -114,6 +115,8 @@ class Cli(unittest.TestCase):
     def test_errors(self):
         cases = [
             (["--a", "bogus"], "bad mode"),
+            (["--a", "auto:16:slow0"], "bad mode"),
+            (["--a", "auto:16:slow10", "--b", "auto:16"], "give both auto sides a threshold"),
             (["--aa", "--b", "inline"], "--aa sets B to A"),
             (["--jobs", "nomatch"], "matches none"),
             (["--share", "/nonexistent/dir"], "not a directory"),
