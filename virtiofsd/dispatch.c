@@ -32,9 +32,10 @@ const char *dispatch_mode_name(enum fv_mode mode)
 }
 
 /*
- * The policy this pool thread runs under, as last set here; -1 before its
- * first request. Checked before every request and after every wake-up
- * (the policy can change live); a change is one syscall.
+ * The policy this pool thread runs under, as last set here; -1 before the
+ * thread starts. Checked when it starts and on every pass of its loop
+ * (before each request and each sleep: the policy can change live); a
+ * change is one syscall.
  */
 static __thread int pool_thread_sched = -1;
 
@@ -111,18 +112,27 @@ static void *pool_thread(void *arg)
     struct dispatch_pool *pool = &dq->pool;
     char name[16];
 
+    /* born under the creator's policy: take the queue's before anything */
+    pool_thread_take_sched(dq);
     snprintf(name, sizeof(name), "vfs-pool%u", dq->idx);
     pthread_setname_np(pthread_self(), name);
     pool_thread_dq = dq;
     pthread_mutex_lock(&pool->mu);
     for (;;) {
-        struct fv_req *req = pool_take(pool);
+        struct fv_req *req;
         struct timespec ts;
         int r;
 
+        /*
+         * The live policy, on every pass: before a request, and before a
+         * sleep, so a thread woken for a request another took (or busy on
+         * the lock) does not sleep on under the old one. Under the lock,
+         * but a syscall only when the policy changed.
+         */
+        pool_thread_take_sched(dq);
+        req = pool_take(pool);
         if (req) {
             pthread_mutex_unlock(&pool->mu);
-            pool_thread_take_sched(dq);
             dq->d->run(req, FV_MODE_POOL);
             pthread_mutex_lock(&pool->mu);
             if (pool_thread_finishing) {
@@ -145,12 +155,6 @@ static void *pool_thread(void *arg)
             pool->signaled--;
         if (r == ETIMEDOUT && !pool->head)
             break;
-        /*
-         * Woken: take the live policy now, not only before a request (a
-         * thread finishing its own request may take the one it was woken
-         * for). Under the lock, but a syscall only when the policy changed.
-         */
-        pool_thread_take_sched(dq);
     }
     pool->threads--;
     if (!pool->threads)

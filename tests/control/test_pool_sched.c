@@ -161,8 +161,13 @@ static int phase(struct ch *h, int pid, int want, const char *what)
             CHECK_EQ(after[i].policy, POLICY_OTHER);
         if (strncmp(after[i].comm, "vfs-pool", 8))
             continue;
-        /* a new thread, or one that slept and woke during the phase */
-        if (b && after[i].vcsw - b->vcsw < 2)
+        /*
+         * One that slept, woke and slept again during the phase, or a new
+         * one that has slept (it took the policy when it started): both
+         * ran since the phase's policy was set. A new thread that has not
+         * slept yet may not have run its first line.
+         */
+        if (b ? after[i].vcsw - b->vcsw < 2 : after[i].vcsw < 1)
             continue;
         ran++;
         CHECK(after[i].policy == want, "%s: pool thread %d (%s) has policy "
