@@ -185,6 +185,20 @@ static int vq_fetch_avail(struct vq *vq)
     return pending;
 }
 
+/*
+ * Entries seen at the last read of avail->idx and not popped yet, or 0:
+ * the shadow index avoids touching avail->idx (a cache line the guest keeps
+ * writing) while such entries remain. A shadow that does not look like
+ * "1..num entries ahead" (last_avail_idx was just set by SET_VRING_BASE,
+ * say) is not trusted: 0, read the real one.
+ */
+static unsigned int vq_seen(const struct vq *vq)
+{
+    uint16_t seen = (uint16_t)(vq->shadow_avail_idx - vq->last_avail_idx);
+
+    return seen - 1u < vq->num ? seen : 0;
+}
+
 bool vq_has_work(struct vq *vq)
 {
     return vq_avail_count(vq) > 0;
@@ -192,14 +206,13 @@ bool vq_has_work(struct vq *vq)
 
 unsigned int vq_avail_count(struct vq *vq)
 {
-    uint16_t seen;
+    unsigned int seen;
     int n;
 
     if (vq_is_broken(vq) || !vq_ready(vq))
         return 0;
-    /* as vq_pop: entries already seen need no read of avail->idx */
-    seen = (uint16_t)(vq->shadow_avail_idx - vq->last_avail_idx);
-    if (seen - 1u < vq->num)
+    seen = vq_seen(vq);
+    if (seen)
         return seen;
     n = vq_fetch_avail(vq);
     return n > 0 ? (unsigned int)n : 0;
@@ -242,13 +255,7 @@ int vq_pop(struct vq *vq, const struct vfs_mem_table *mem,
         return -EIO;
     }
 
-    /*
-     * The shadow index avoids touching avail->idx (a cache line the guest
-     * keeps writing) while entries we already saw remain. A shadow that
-     * does not look like "0..num entries ahead" (last_avail_idx was just
-     * set by SET_VRING_BASE, say) is not trusted: read the real one.
-     */
-    if ((uint16_t)(vq->shadow_avail_idx - vq->last_avail_idx) - 1u >= vq->num) {
+    if (!vq_seen(vq)) {
         int pending = vq_fetch_avail(vq);
 
         if (pending < 0)
