@@ -10,6 +10,7 @@
 #define VFS_AUTO_SLOW_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 /* About twice the pool's hand-off on a quiet CPU (STATS.md "Pool
@@ -17,6 +18,12 @@
 #define FV_AUTO_SLOW_DEFAULT_US 25u
 #define FV_AUTO_SLOW_MIN_US 1u
 #define FV_AUTO_SLOW_MAX_US 1000000u
+
+/* @us within the bounds */
+static inline bool fv_auto_slow_ok(unsigned long us)
+{
+    return us >= FV_AUTO_SLOW_MIN_US && us <= FV_AUTO_SLOW_MAX_US;
+}
 
 /* A decimal number of microseconds in the bounds: 0, else -EINVAL. */
 static inline int fv_auto_slow_parse(const char *s, unsigned int *us)
@@ -28,7 +35,7 @@ static inline int fv_auto_slow_parse(const char *s, unsigned int *us)
         return -EINVAL;
     errno = 0;
     v = strtoul(s, &end, 10);
-    if (*end || errno || v < FV_AUTO_SLOW_MIN_US || v > FV_AUTO_SLOW_MAX_US)
+    if (*end || errno || !fv_auto_slow_ok(v))
         return -EINVAL;
     *us = (unsigned int)v;
     return 0;

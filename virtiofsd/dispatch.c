@@ -539,8 +539,7 @@ void dispatch_auto_get(struct dispatch *d, unsigned int qidx,
 int dispatch_set_auto_slow(struct dispatch *d, unsigned int qidx,
                            unsigned int us)
 {
-    if (qidx >= d->nqueues || us < FV_AUTO_SLOW_MIN_US ||
-        us > FV_AUTO_SLOW_MAX_US)
+    if (qidx >= d->nqueues || !fv_auto_slow_ok(us))
         return -EINVAL;
     __atomic_store_n(&d->q[qidx].autop.slow_ns, (uint64_t)us * 1000u,
                      __ATOMIC_RELAXED);

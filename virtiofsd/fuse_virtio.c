@@ -1484,8 +1484,7 @@ struct fv_dev *fv_dev_new(const struct fv_config *cfg,
     if (nreq > VU_MAX_QUEUES - 1 ||
         cfg->thread_pool_size > DISPATCH_MAX_POOL_SIZE ||
         (unsigned int)cfg->pool_sched >= FV_POOL_SCHED_COUNT ||
-        (cfg->auto_slow_us && (cfg->auto_slow_us < FV_AUTO_SLOW_MIN_US ||
-                               cfg->auto_slow_us > FV_AUTO_SLOW_MAX_US))) {
+        (cfg->auto_slow_us && !fv_auto_slow_ok(cfg->auto_slow_us))) {
         errno = EINVAL;
         return NULL;
     }
