@@ -85,13 +85,19 @@ static int run(char **out, const char *first, ...)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-static void queue_state(unsigned q, char *mode, size_t len, unsigned *size)
+/* The daemon's "mode get queue @q" answer (jm_free it). */
+static struct jm *mode_get(unsigned q)
 {
     char line[32];
-    struct jm *v;
 
     snprintf(line, sizeof(line), "mode get queue %u", q);
-    v = ctl_cmd_once(H.ctl, line);
+    return ctl_cmd_once(H.ctl, line);
+}
+
+static void queue_state(unsigned q, char *mode, size_t len, unsigned *size)
+{
+    struct jm *v = mode_get(q);
+
     snprintf(mode, len, "%s", jm_str(jm_path(v, "queues.0.mode"), "?"));
     *size = (unsigned)jm_u64(jm_path(v, "queues.0.pool_size"), 9999);
     jm_free(v);
@@ -100,13 +106,9 @@ static void queue_state(unsigned q, char *mode, size_t len, unsigned *size)
 /* auto's threshold of queue @q (mode get), us; 0 if missing */
 static unsigned auto_slow(unsigned q)
 {
-    char line[32];
-    struct jm *v;
-    unsigned us;
+    struct jm *v = mode_get(q);
+    unsigned us = (unsigned)jm_u64(jm_path(v, "queues.0.auto.slow_us"), 0);
 
-    snprintf(line, sizeof(line), "mode get queue %u", q);
-    v = ctl_cmd_once(H.ctl, line);
-    us = (unsigned)jm_u64(jm_path(v, "queues.0.auto.slow_us"), 0);
     jm_free(v);
     return us;
 }
