@@ -328,18 +328,12 @@ def make_plan(args):
                 mb = ctl.parse_mode(args.b or "pool:16")
         except ValueError as e:
             raise UsageError(str(e))
-        pol = [ctl.pool_sched_of(m) for m in (ma, mb)]
-        if (pol[0] is None) != (pol[1] is None) and \
-                all(m.startswith("pool:") for m in (ma, mb)):
-            # the policy set for one side would stay for the other's runs
-            raise UsageError("--a %s --b %s: give both pool sides a policy "
-                             "(pool:N:batch / pool:N:normal) or neither" % (ma, mb))
-        slow = [ctl.auto_slow_of(m) for m in (ma, mb)]
-        if (slow[0] is None) != (slow[1] is None) and \
-                all(m.startswith("auto") for m in (ma, mb)):
-            # likewise auto's threshold
-            raise UsageError("--a %s --b %s: give both auto sides a threshold "
-                             "(auto:N:slowUS) or neither" % (ma, mb))
+        # a setting one side makes would stay for the other side's runs
+        for of, kind, what in ((ctl.pool_sched_of, "pool", "a policy (pool:N:batch / pool:N:normal)"),
+                               (ctl.auto_slow_of, "auto", "a threshold (auto:N:slowUS)")):
+            got = [of(m) for m in (ma, mb)]
+            if (got[0] is None) != (got[1] is None) and all(m.startswith(kind) for m in (ma, mb)):
+                raise UsageError("--a %s --b %s: give both %s sides %s or neither" % (ma, mb, kind, what))
         cmd = args.daemon if args.daemon else default_daemon_cmd(args.build_dir)
         d = Daemon(cmd, args.allow_direct_io)
         if not d.has_control:
